@@ -1,0 +1,1 @@
+//! Benchmarks and baselines for ssehub (in progress).

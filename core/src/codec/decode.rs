@@ -1,0 +1,1 @@
+//! The incremental decoder (WHATWG HTML "server-sent events" parsing rules).

@@ -1,0 +1,351 @@
+//! The encoder: an [`Event`] builder and its `text/event-stream` framing.
+//!
+//! A frame is a sequence of `field: value` lines ended by a blank line.
+//! `data` is split on CRLF, CR and LF into one `data:` line each, so any
+//! string round-trips, including the empty string and trailing newlines.
+//! Values that the decoder could not give back unchanged are refused:
+//! [`EncodeError`] names which field and why.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use std::fmt;
+use std::time::Duration;
+
+/// One server-sent event, built field by field and encoded with
+/// [`Event::encode`].
+///
+/// # Examples
+///
+/// ```
+/// use ssehub_core::codec::Event;
+///
+/// let frame = Event::new("hello\nworld").with_event("greeting").to_bytes()?;
+/// assert_eq!(&frame[..], b"event: greeting\ndata: hello\ndata: world\n\n");
+/// # Ok::<(), ssehub_core::codec::EncodeError>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    id: Option<String>,
+    event: Option<String>,
+    data: Option<String>,
+    retry: Option<Duration>,
+    comment: Option<String>,
+}
+
+/// Why an [`Event`] cannot be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The `event` name contains CR or LF, which would end the field early.
+    EventNameHasLineBreak,
+    /// The `id` contains CR or LF, which would end the field early.
+    IdHasLineBreak,
+    /// The `id` contains NUL; decoders ignore such ids.
+    IdHasNul,
+    /// The encoded frame would exceed the caller's size limit.
+    TooLarge {
+        /// The encoded size in bytes.
+        size: usize,
+        /// The limit it broke.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EventNameHasLineBreak => f.write_str("event name contains CR or LF"),
+            Self::IdHasLineBreak => f.write_str("event id contains CR or LF"),
+            Self::IdHasNul => f.write_str("event id contains NUL"),
+            Self::TooLarge { size, limit } => {
+                write!(f, "encoded event is {size} bytes, over the limit of {limit}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+impl Event {
+    /// An event carrying `data` (which may contain any line breaks).
+    pub fn new(data: impl Into<String>) -> Self {
+        Self {
+            data: Some(data.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A frame with no data: only the fields set afterwards (for example a
+    /// comment or a `retry:` hint). Decoders do not dispatch such a frame.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Sets the event type (`event:` field). Validated by [`Event::validate`].
+    #[must_use]
+    pub fn with_event(mut self, name: impl Into<String>) -> Self {
+        self.event = Some(name.into());
+        self
+    }
+
+    /// Sets the event id (`id:` field). Validated by [`Event::validate`].
+    ///
+    /// The hub assigns ids itself on publish and replaces this one.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the reconnection time hint (`retry:` field, in milliseconds).
+    #[must_use]
+    pub fn with_retry(mut self, retry: Duration) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Adds a comment (`:` lines), which decoders skip unless asked.
+    #[must_use]
+    pub fn with_comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
+        self
+    }
+
+    /// The `id` field, if set.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The `event` field, if set.
+    pub fn event(&self) -> Option<&str> {
+        self.event.as_deref()
+    }
+
+    /// The data, if set.
+    pub fn data(&self) -> Option<&str> {
+        self.data.as_deref()
+    }
+
+    /// The `retry` hint, if set.
+    pub fn retry(&self) -> Option<Duration> {
+        self.retry
+    }
+
+    /// The comment, if set.
+    pub fn comment(&self) -> Option<&str> {
+        self.comment.as_deref()
+    }
+
+    /// Checks that every field can be encoded faithfully.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::EventNameHasLineBreak`], [`EncodeError::IdHasLineBreak`]
+    /// or [`EncodeError::IdHasNul`].
+    pub fn validate(&self) -> Result<(), EncodeError> {
+        if let Some(id) = &self.id {
+            validate_id(id)?;
+        }
+        if let Some(name) = &self.event {
+            if has_line_break(name) {
+                return Err(EncodeError::EventNameHasLineBreak);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends this event's frame to `buf`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Event::validate`]; nothing is written on error.
+    pub fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        self.encode_with_id(self.id.as_deref(), buf)
+    }
+
+    /// Encodes this event into a fresh, shareable buffer.
+    ///
+    /// # Errors
+    ///
+    /// As [`Event::validate`].
+    pub fn to_bytes(&self) -> Result<Bytes, EncodeError> {
+        let mut buf = BytesMut::with_capacity(self.encoded_len_hint(self.id.as_deref()));
+        self.encode(&mut buf)?;
+        Ok(buf.freeze())
+    }
+
+    /// Encodes with `id` in place of the event's own id (the hub's path:
+    /// ids are assigned at publish, without cloning the event).
+    pub(crate) fn encode_with_id(
+        &self,
+        id: Option<&str>,
+        buf: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        if let Some(id) = id {
+            validate_id(id)?;
+        }
+        if let Some(name) = &self.event {
+            if has_line_break(name) {
+                return Err(EncodeError::EventNameHasLineBreak);
+            }
+        }
+        buf.reserve(self.encoded_len_hint(id));
+        if let Some(comment) = &self.comment {
+            for line in split_lines(comment) {
+                buf.put_u8(b':');
+                if !line.is_empty() {
+                    buf.put_u8(b' ');
+                    buf.put_slice(line.as_bytes());
+                }
+                buf.put_u8(b'\n');
+            }
+        }
+        if let Some(retry) = self.retry {
+            put_field(buf, b"retry", itoa_u128(retry.as_millis()).as_bytes());
+        }
+        if let Some(id) = id {
+            put_field(buf, b"id", id.as_bytes());
+        }
+        if let Some(name) = &self.event {
+            put_field(buf, b"event", name.as_bytes());
+        }
+        if let Some(data) = &self.data {
+            for line in split_lines(data) {
+                put_field(buf, b"data", line.as_bytes());
+            }
+        }
+        buf.put_u8(b'\n');
+        Ok(())
+    }
+
+    /// An upper bound on the encoded size, good enough to reserve once.
+    pub(crate) fn encoded_len_hint(&self, id: Option<&str>) -> usize {
+        let data = self.data.as_ref().map_or(0, |d| d.len() + 8 * (1 + d.len() / 64));
+        let comment = self.comment.as_ref().map_or(0, |c| c.len() + 4);
+        let id = id.map_or(0, |i| i.len() + 5);
+        let event = self.event.as_ref().map_or(0, |e| e.len() + 8);
+        data + comment + id + event + 32
+    }
+}
+
+/// A frame holding only a comment line, as used for heartbeats (`:\n\n` when
+/// `text` is empty).
+pub fn comment_frame(text: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(text.len() + 4);
+    for line in split_lines(text) {
+        buf.put_u8(b':');
+        if !line.is_empty() {
+            buf.put_u8(b' ');
+            buf.put_slice(line.as_bytes());
+        }
+        buf.put_u8(b'\n');
+    }
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+fn validate_id(id: &str) -> Result<(), EncodeError> {
+    if has_line_break(id) {
+        Err(EncodeError::IdHasLineBreak)
+    } else if id.contains('\0') {
+        Err(EncodeError::IdHasNul)
+    } else {
+        Ok(())
+    }
+}
+
+fn has_line_break(s: &str) -> bool {
+    s.bytes().any(|b| b == b'\r' || b == b'\n')
+}
+
+/// Writes `name: value\n`; a value is separated by one space, which the
+/// decoder strips, so values that start with a space survive.
+fn put_field(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
+    buf.put_slice(name);
+    if !value.is_empty() {
+        buf.put_slice(b": ");
+        buf.put_slice(value);
+    }
+    buf.put_u8(b'\n');
+}
+
+/// Splits on CRLF, CR and LF. Always yields at least one (maybe empty) line,
+/// and a trailing break yields a trailing empty line, so that
+/// `data:` lines joined with LF give back the input (line breaks normalised
+/// to LF, as the decoder reports them).
+fn split_lines(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\r', '\n']) {
+            Some(pos) => {
+                let skip = if current[pos..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&current[pos + skip..]);
+                Some(&current[..pos])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+fn itoa_u128(mut n: u128) -> String {
+    if n == 0 {
+        return "0".to_owned();
+    }
+    let mut digits = Vec::with_capacity(20);
+    while n > 0 {
+        digits.push(b'0' + (n % 10) as u8);
+        n /= 10;
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(e: &Event) -> String {
+        String::from_utf8(e.to_bytes().unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn data_lines_split_on_every_line_break() {
+        assert_eq!(enc(&Event::new("a\r\nb\rc\nd")), "data: a\ndata: b\ndata: c\ndata: d\n\n");
+    }
+
+    #[test]
+    fn empty_data_and_trailing_newline_are_kept() {
+        assert_eq!(enc(&Event::new("")), "data\n\n");
+        assert_eq!(enc(&Event::new("x\n")), "data: x\ndata\n\n");
+    }
+
+    #[test]
+    fn leading_space_in_value_survives_the_strip() {
+        assert_eq!(enc(&Event::new(" x")), "data:  x\n\n");
+    }
+
+    #[test]
+    fn fields_are_validated() {
+        assert_eq!(
+            Event::new("x").with_event("a\nb").to_bytes(),
+            Err(EncodeError::EventNameHasLineBreak)
+        );
+        assert_eq!(Event::new("x").with_id("1\r").to_bytes(), Err(EncodeError::IdHasLineBreak));
+        assert_eq!(Event::new("x").with_id("1\0").to_bytes(), Err(EncodeError::IdHasNul));
+    }
+
+    #[test]
+    fn retry_is_whole_milliseconds() {
+        let e = Event::empty().with_retry(Duration::from_millis(1500));
+        assert_eq!(enc(&e), "retry: 1500\n\n");
+    }
+
+    #[test]
+    fn comment_frame_is_a_bare_colon_for_heartbeats() {
+        assert_eq!(&comment_frame("")[..], b":\n\n");
+        assert_eq!(&comment_frame("a\nb")[..], b": a\n: b\n\n");
+    }
+}

@@ -1,0 +1,1 @@
+//! The sans-IO reconnect policy: when and how a client reconnects.

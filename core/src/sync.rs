@@ -1,0 +1,117 @@
+//! The synchronization facade: the only place in the crate that names a lock
+//! or an atomic type.
+//!
+//! Every other module imports `Mutex`, `RwLock`, `Condvar`, `Arc` and the
+//! atomics from here. In a normal build they are `parking_lot`'s poison-free
+//! locks and `std`'s atomics; when the crate is compiled with
+//! `--cfg ssehub_loom` they are [loom]'s instrumented types behind the same
+//! API, so the model checker explores the very code that ships.
+//!
+//! The API is parking_lot's: `lock()`, `read()` and `write()` return the guard
+//! directly, and [`Condvar::wait`] takes the guard by `&mut`.
+//!
+//! [loom]: https://docs.rs/loom
+
+#[cfg(not(ssehub_loom))]
+mod imp {
+    pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::{Arc, Weak};
+}
+
+#[cfg(ssehub_loom)]
+mod imp {
+    //! loom-backed twins of the parking_lot types, poison-free like them.
+
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::{Arc, Weak};
+    use std::ops::{Deref, DerefMut};
+    use std::sync::PoisonError;
+
+    /// A loom mutex with parking_lot's `lock()` signature.
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    /// Guard of [`Mutex`]; the `Option` lets [`Condvar::wait`] move the
+    /// inner guard out and back through a `&mut`.
+    #[derive(Debug)]
+    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            MutexGuard(Some(self.0.lock().unwrap_or_else(PoisonError::into_inner)))
+        }
+    }
+
+    impl<T> Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            // The Option is `None` only inside `Condvar::wait`, which holds
+            // the only `&mut` to this guard for that whole time.
+            match &self.0 {
+                Some(guard) => guard,
+                None => unreachable!("guard observed during Condvar::wait"),
+            }
+        }
+    }
+
+    impl<T> DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            match &mut self.0 {
+                Some(guard) => guard,
+                None => unreachable!("guard observed during Condvar::wait"),
+            }
+        }
+    }
+
+    /// A loom condition variable with parking_lot's `wait(&mut guard)`.
+    #[derive(Debug)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Self(loom::sync::Condvar::new())
+        }
+
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            if let Some(inner) = guard.0.take() {
+                guard.0 = Some(self.0.wait(inner).unwrap_or_else(PoisonError::into_inner));
+            }
+        }
+
+        pub(crate) fn notify_one(&self) {
+            self.0.notify_one();
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+
+    /// A loom reader-writer lock with parking_lot's `read()`/`write()`.
+    #[derive(Debug)]
+    pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(loom::sync::RwLock::new(value))
+        }
+
+        pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
+            self.0.read().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        pub(crate) fn write(&self) -> loom::sync::RwLockWriteGuard<'_, T> {
+            self.0.write().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+}
+
+#[allow(unused_imports)]
+pub(crate) use imp::{
+    Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, RwLock, Weak,
+};

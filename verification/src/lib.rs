@@ -1,0 +1,1 @@
+//! Verification support for ssehub (in progress).

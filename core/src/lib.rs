@@ -1,5 +1,70 @@
-//! Sans-IO core of ssehub (work in progress).
+//! # ssehub-core
+//!
+//! The synchronous, runtime-agnostic heart of ssehub: a registry of
+//! Server-Sent Events clients that cannot leak, lose or misroute a client,
+//! whatever order connects, closes, subscriptions and broadcasts happen in.
+//! No async, no IO, no clock: transports call in, and the core hands back
+//! values (frames, reports, decisions) for them to act on.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`registry`] | [`Hub`]: client slots and their lifecycle, publish, send, deadlines, shutdown |
+//! | `topics` | topic names, subscriber indexes, replay rings |
+//! | `queue` | the bounded per-client queue and its reader, [`ClientStream`] |
+//! | `deadline` | heartbeat / idle / stall deadlines in O(what fires) |
+//! | [`codec`] | the `text/event-stream` encoder and incremental decoder |
+//! | [`reconnect`] | the client's sans-IO reconnect policy |
+//! | [`metrics`] | [`MetricsSnapshot`] |
+//! | `sync` | the lock/atomic facade that loom swaps out (`--cfg ssehub_loom`) |
+//!
+//! The invariants I1–I8 that every change must keep are stated in the
+//! registry's module docs and in DESIGN.md.
+//!
+//! ```
+//! use ssehub_core::{codec::Event, CloseReason, Hub, HubConfig, ReserveOptions};
+//! use std::time::Instant;
+//!
+//! let hub = Hub::new(HubConfig::default(), Instant::now());
+//! let reservation = hub.reserve(ReserveOptions::new().topic("news"))?;
+//! let id = reservation.id();
+//! // A close that arrives before activation is deferred, not lost:
+//! assert_eq!(hub.close(id, CloseReason::ClientGone), ssehub_core::CloseOutcome::Deferred);
+//! assert!(reservation.activate().is_err());
+//! assert_eq!(hub.len(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod codec;
+mod config;
+mod deadline;
+mod error;
+mod id;
+pub mod metrics;
+mod queue;
 pub mod reconnect;
-#[allow(dead_code)]
+pub mod registry;
+mod replay;
 mod sync;
+mod topics;
+
+pub use config::HubConfig;
+pub use error::{
+    ActivateError, InvariantViolation, PublishError, ReserveError, SendError, SubscribeError,
+    TopicError,
+};
+pub use id::{ClientId, EventId, ParseIdError};
+pub use metrics::MetricsSnapshot;
+pub use queue::{ClientStream, Drain};
+pub use registry::{
+    CloseGuard, CloseOutcome, CloseReason, Hub, PublishReport, Reservation, ReserveOptions,
+    ShutdownReport, TickReport,
+};
+pub use topics::{validate_topic, MAX_TOPIC_LEN};

@@ -16,7 +16,7 @@
 mod imp {
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use std::sync::{Arc, Weak};
+    pub(crate) use std::sync::Arc;
 }
 
 #[cfg(ssehub_loom)]
@@ -24,7 +24,7 @@ mod imp {
     //! loom-backed twins of the parking_lot types, poison-free like them.
 
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use loom::sync::{Arc, Weak};
+    pub(crate) use loom::sync::Arc;
     use std::ops::{Deref, DerefMut};
     use std::sync::PoisonError;
 
@@ -83,10 +83,6 @@ mod imp {
             }
         }
 
-        pub(crate) fn notify_one(&self) {
-            self.0.notify_one();
-        }
-
         pub(crate) fn notify_all(&self) {
             self.0.notify_all();
         }
@@ -113,5 +109,35 @@ mod imp {
 
 #[allow(unused_imports)]
 pub(crate) use imp::{
-    Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, RwLock, Weak,
+    Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, RwLock,
 };
+
+/// A statistics cell that loom never models.
+///
+/// Counters, gauges and the hub's advisory clock only ever record facts;
+/// no decision about which client owns what depends on their ordering, so
+/// exploring their interleavings would only slow the models down. They are
+/// always `std` atomics with relaxed ordering.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(std::sync::atomic::AtomicU64);
+
+impl Counter {
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn max(&self, n: u64) {
+        self.0.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An immutable shared string (topic names, peer tags).
+///
+/// Always `std`'s `Arc<str>`: the string never changes after creation, so
+/// there is nothing for loom to explore in it, and loom's `Arc` lacks the
+/// `Hash`/`Ord` that map keys need.
+pub(crate) type SharedStr = std::sync::Arc<str>;

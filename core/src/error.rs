@@ -1,0 +1,222 @@
+//! One error enum per operation that can fail, each with a `Display` that
+//! says what to change.
+
+use crate::codec::EncodeError;
+use crate::registry::CloseReason;
+use std::fmt;
+
+/// Why a topic name was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than 256 bytes.
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The name contains a control character at this byte offset.
+    ControlCharacter {
+        /// Byte offset of the character.
+        at: usize,
+    },
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("topic name is empty"),
+            Self::TooLong { len } => write!(f, "topic name is {len} bytes, over 256"),
+            Self::ControlCharacter { at } => {
+                write!(f, "topic name has a control character at byte {at}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TopicError {}
+
+/// Why [`Hub::reserve`](crate::Hub::reserve) refused a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReserveError {
+    /// The hub is shutting down.
+    ShuttingDown,
+    /// `max_clients` are connected.
+    TooManyClients {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// `max_clients_per_peer` clients share this peer tag.
+    TooManyClientsForPeer {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// More topics than `max_topics_per_client` were asked for.
+    TooManyTopics {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A topic name is invalid.
+    InvalidTopic {
+        /// The offending name, lossily truncated to 64 bytes.
+        topic: String,
+        /// What is wrong with it.
+        error: TopicError,
+    },
+}
+
+impl fmt::Display for ReserveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ShuttingDown => f.write_str("hub is shutting down"),
+            Self::TooManyClients { limit } => write!(f, "client limit of {limit} reached"),
+            Self::TooManyClientsForPeer { limit } => {
+                write!(f, "per-peer client limit of {limit} reached")
+            }
+            Self::TooManyTopics { limit } => write!(f, "more than {limit} topics requested"),
+            Self::InvalidTopic { topic, error } => write!(f, "topic {topic:?}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ReserveError {}
+
+/// Why [`Reservation::activate`](crate::Reservation::activate) did not make
+/// the client visible. In every case the slot has been freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ActivateError {
+    /// A close arrived between `reserve` and `activate`; the deferred cleanup
+    /// ran and nothing is left behind.
+    ClosedBeforeActivation(CloseReason),
+    /// Creating the client's topics would exceed `max_topics`.
+    TooManyTopics {
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for ActivateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ClosedBeforeActivation(reason) => {
+                write!(f, "client closed ({reason}) before activation")
+            }
+            Self::TooManyTopics { limit } => write!(f, "hub topic limit of {limit} reached"),
+        }
+    }
+}
+
+impl std::error::Error for ActivateError {}
+
+/// Why a subscribe or unsubscribe was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// No live client has this id (closed, stale generation, never issued).
+    UnknownClient,
+    /// The topic name is invalid.
+    InvalidTopic(TopicError),
+    /// The client already has `max_topics_per_client` topics.
+    TooManyTopicsForClient {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The hub already keeps `max_topics` topics.
+    TooManyTopics {
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownClient => f.write_str("no live client with this id"),
+            Self::InvalidTopic(e) => write!(f, "invalid topic: {e}"),
+            Self::TooManyTopicsForClient { limit } => {
+                write!(f, "client already has {limit} topics")
+            }
+            Self::TooManyTopics { limit } => write!(f, "hub topic limit of {limit} reached"),
+        }
+    }
+}
+
+impl std::error::Error for SubscribeError {}
+
+/// Why [`Hub::publish`](crate::Hub::publish) refused an event. Nothing was
+/// published and no id was consumed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The topic name is invalid.
+    InvalidTopic(TopicError),
+    /// The event cannot be encoded.
+    Encode(EncodeError),
+    /// The topic does not exist and the hub already keeps `max_topics`.
+    TooManyTopics {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The hub has been shut down.
+    ShutDown,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidTopic(e) => write!(f, "invalid topic: {e}"),
+            Self::Encode(e) => write!(f, "cannot encode event: {e}"),
+            Self::TooManyTopics { limit } => write!(f, "hub topic limit of {limit} reached"),
+            Self::ShutDown => f.write_str("hub has been shut down"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Why [`Hub::send`](crate::Hub::send) did not enqueue an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No live client has this id (closed, stale generation, never issued).
+    UnknownClient,
+    /// The event cannot be encoded.
+    Encode(EncodeError),
+    /// The client's queue was full: it has been closed as a slow consumer.
+    SlowConsumer,
+    /// The client was closed, for this reason, before the event got in.
+    Closed(CloseReason),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownClient => f.write_str("no live client with this id"),
+            Self::Encode(e) => write!(f, "cannot encode event: {e}"),
+            Self::SlowConsumer => f.write_str("client queue full; client closed as slow consumer"),
+            Self::Closed(reason) => write!(f, "client already closed ({reason})"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A broken invariant found by [`Hub::check_invariants`](crate::Hub::check_invariants).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvariantViolation {
+    /// The invariant's name as DESIGN.md gives it (`"I1"` … `"I8"`).
+    pub invariant: &'static str,
+    /// What was found.
+    pub detail: String,
+}
+
+impl fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} violated: {}", self.invariant, self.detail)
+    }
+}
+
+impl std::error::Error for InvariantViolation {}

@@ -13,4 +13,5 @@
 pub mod decode;
 pub mod encode;
 
+pub use decode::{DecodeError, Decoder, Frame, Frames, MessageEvent};
 pub use encode::{comment_frame, EncodeError, Event};

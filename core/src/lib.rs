@@ -52,7 +52,8 @@ mod queue;
 pub mod reconnect;
 pub mod registry;
 mod replay;
-mod sync;
+#[doc(hidden)]
+pub mod sync;
 mod topics;
 
 pub use config::HubConfig;

@@ -10,39 +10,45 @@
 //! The API is parking_lot's: `lock()`, `read()` and `write()` return the guard
 //! directly, and [`Condvar::wait`] takes the guard by `&mut`.
 //!
+//! The module is public (and hidden from the docs) only so that the
+//! verification crate can build its seeded-bug mutant on the same
+//! primitives; it is not a stable API.
+//!
 //! [loom]: https://docs.rs/loom
 
 #[cfg(not(ssehub_loom))]
-mod imp {
-    pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use std::sync::Arc;
+pub(crate) mod imp {
+    pub use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+    pub use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub use std::sync::Arc;
 }
 
 #[cfg(ssehub_loom)]
-mod imp {
+pub(crate) mod imp {
     //! loom-backed twins of the parking_lot types, poison-free like them.
 
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use loom::sync::Arc;
+    pub use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub use loom::sync::Arc;
     use std::ops::{Deref, DerefMut};
     use std::sync::PoisonError;
 
     /// A loom mutex with parking_lot's `lock()` signature.
     #[derive(Debug)]
-    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+    pub struct Mutex<T>(loom::sync::Mutex<T>);
 
     /// Guard of [`Mutex`]; the `Option` lets [`Condvar::wait`] move the
     /// inner guard out and back through a `&mut`.
     #[derive(Debug)]
-    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+    pub struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
 
     impl<T> Mutex<T> {
-        pub(crate) fn new(value: T) -> Self {
+        /// A new mutex holding `value`.
+        pub fn new(value: T) -> Self {
             Self(loom::sync::Mutex::new(value))
         }
 
-        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        /// Locks, ignoring poison.
+        pub fn lock(&self) -> MutexGuard<'_, T> {
             MutexGuard(Some(self.0.lock().unwrap_or_else(PoisonError::into_inner)))
         }
     }
@@ -70,45 +76,50 @@ mod imp {
 
     /// A loom condition variable with parking_lot's `wait(&mut guard)`.
     #[derive(Debug)]
-    pub(crate) struct Condvar(loom::sync::Condvar);
+    pub struct Condvar(loom::sync::Condvar);
 
     impl Condvar {
-        pub(crate) fn new() -> Self {
+        /// A new condition variable.
+        pub fn new() -> Self {
             Self(loom::sync::Condvar::new())
         }
 
-        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+        /// Waits, releasing and re-taking the guard's lock.
+        pub fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
             if let Some(inner) = guard.0.take() {
                 guard.0 = Some(self.0.wait(inner).unwrap_or_else(PoisonError::into_inner));
             }
         }
 
-        pub(crate) fn notify_all(&self) {
+        /// Wakes every waiter.
+        pub fn notify_all(&self) {
             self.0.notify_all();
         }
     }
 
     /// A loom reader-writer lock with parking_lot's `read()`/`write()`.
     #[derive(Debug)]
-    pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
+    pub struct RwLock<T>(loom::sync::RwLock<T>);
 
     impl<T> RwLock<T> {
-        pub(crate) fn new(value: T) -> Self {
+        /// A new lock holding `value`.
+        pub fn new(value: T) -> Self {
             Self(loom::sync::RwLock::new(value))
         }
 
-        pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
+        /// Shared access, ignoring poison.
+        pub fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
             self.0.read().unwrap_or_else(PoisonError::into_inner)
         }
 
-        pub(crate) fn write(&self) -> loom::sync::RwLockWriteGuard<'_, T> {
+        /// Exclusive access, ignoring poison.
+        pub fn write(&self) -> loom::sync::RwLockWriteGuard<'_, T> {
             self.0.write().unwrap_or_else(PoisonError::into_inner)
         }
     }
 }
 
-#[allow(unused_imports)]
-pub(crate) use imp::{
+pub use imp::{
     Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, RwLock,
 };
 
@@ -119,18 +130,21 @@ pub(crate) use imp::{
 /// exploring their interleavings would only slow the models down. They are
 /// always `std` atomics with relaxed ordering.
 #[derive(Debug, Default)]
-pub(crate) struct Counter(std::sync::atomic::AtomicU64);
+pub struct Counter(std::sync::atomic::AtomicU64);
 
 impl Counter {
-    pub(crate) fn add(&self, n: u64) {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
         self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub(crate) fn get(&self) -> u64 {
+    /// The current value.
+    pub fn get(&self) -> u64 {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) fn max(&self, n: u64) {
+    /// Raises the value to `n` if it is lower.
+    pub fn max(&self, n: u64) {
         self.0.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -140,4 +154,4 @@ impl Counter {
 /// Always `std`'s `Arc<str>`: the string never changes after creation, so
 /// there is nothing for loom to explore in it, and loom's `Arc` lacks the
 /// `Hash`/`Ord` that map keys need.
-pub(crate) type SharedStr = std::sync::Arc<str>;
+pub type SharedStr = std::sync::Arc<str>;

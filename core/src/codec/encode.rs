@@ -57,7 +57,10 @@ impl fmt::Display for EncodeError {
             Self::IdHasLineBreak => f.write_str("event id contains CR or LF"),
             Self::IdHasNul => f.write_str("event id contains NUL"),
             Self::TooLarge { size, limit } => {
-                write!(f, "encoded event is {size} bytes, over the limit of {limit}")
+                write!(
+                    f,
+                    "encoded event is {size} bytes, over the limit of {limit}"
+                )
             }
         }
     }
@@ -219,7 +222,10 @@ impl Event {
 
     /// An upper bound on the encoded size, good enough to reserve once.
     pub(crate) fn encoded_len_hint(&self, id: Option<&str>) -> usize {
-        let data = self.data.as_ref().map_or(0, |d| d.len() + 8 * (1 + d.len() / 64));
+        let data = self
+            .data
+            .as_ref()
+            .map_or(0, |d| d.len() + 8 * (1 + d.len() / 64));
         let comment = self.comment.as_ref().map_or(0, |c| c.len() + 4);
         let id = id.map_or(0, |i| i.len() + 5);
         let event = self.event.as_ref().map_or(0, |e| e.len() + 8);
@@ -278,7 +284,11 @@ fn split_lines(s: &str) -> impl Iterator<Item = &str> {
         let current = rest?;
         match current.find(['\r', '\n']) {
             Some(pos) => {
-                let skip = if current[pos..].starts_with("\r\n") { 2 } else { 1 };
+                let skip = if current[pos..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&current[pos + skip..]);
                 Some(&current[..pos])
             }
@@ -313,7 +323,10 @@ mod tests {
 
     #[test]
     fn data_lines_split_on_every_line_break() {
-        assert_eq!(enc(&Event::new("a\r\nb\rc\nd")), "data: a\ndata: b\ndata: c\ndata: d\n\n");
+        assert_eq!(
+            enc(&Event::new("a\r\nb\rc\nd")),
+            "data: a\ndata: b\ndata: c\ndata: d\n\n"
+        );
     }
 
     #[test]
@@ -333,8 +346,14 @@ mod tests {
             Event::new("x").with_event("a\nb").to_bytes(),
             Err(EncodeError::EventNameHasLineBreak)
         );
-        assert_eq!(Event::new("x").with_id("1\r").to_bytes(), Err(EncodeError::IdHasLineBreak));
-        assert_eq!(Event::new("x").with_id("1\0").to_bytes(), Err(EncodeError::IdHasNul));
+        assert_eq!(
+            Event::new("x").with_id("1\r").to_bytes(),
+            Err(EncodeError::IdHasLineBreak)
+        );
+        assert_eq!(
+            Event::new("x").with_id("1\0").to_bytes(),
+            Err(EncodeError::IdHasNul)
+        );
     }
 
     #[test]

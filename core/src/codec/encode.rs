@@ -99,7 +99,8 @@ impl Event {
         self
     }
 
-    /// Sets the reconnection time hint (`retry:` field, in milliseconds).
+    /// Sets the reconnection time hint (`retry:` field, in whole
+    /// milliseconds: a fraction of a millisecond is dropped).
     #[must_use]
     pub fn with_retry(mut self, retry: Duration) -> Self {
         self.retry = Some(retry);
@@ -220,15 +221,17 @@ impl Event {
         Ok(())
     }
 
-    /// An upper bound on the encoded size, good enough to reserve once.
+    /// An upper bound on the encoded size, so encoding reserves once.
     pub(crate) fn encoded_len_hint(&self, id: Option<&str>) -> usize {
-        let data = self
-            .data
-            .as_ref()
-            .map_or(0, |d| d.len() + 8 * (1 + d.len() / 64));
-        let comment = self.comment.as_ref().map_or(0, |c| c.len() + 4);
+        // Per line: `data: ` + LF (7 bytes), `: ` + LF (3 bytes); a text has
+        // at most one more line than it has CR and LF bytes.
+        let lines = |s: &str| 1 + s.bytes().filter(|&b| b == b'\r' || b == b'\n').count();
+        let data = self.data.as_ref().map_or(0, |d| d.len() + 7 * lines(d));
+        let comment = self.comment.as_ref().map_or(0, |c| c.len() + 3 * lines(c));
         let id = id.map_or(0, |i| i.len() + 5);
         let event = self.event.as_ref().map_or(0, |e| e.len() + 8);
+        // `retry: ` + at most 23 digits (`Duration::MAX` in ms) + LF, and the
+        // blank line.
         data + comment + id + event + 32
     }
 }
@@ -360,6 +363,24 @@ mod tests {
     fn retry_is_whole_milliseconds() {
         let e = Event::empty().with_retry(Duration::from_millis(1500));
         assert_eq!(enc(&e), "retry: 1500\n\n");
+    }
+
+    #[test]
+    fn len_hint_is_an_upper_bound_even_for_many_short_lines() {
+        let events = [
+            Event::new("\n".repeat(100)),
+            Event::new("\r\n".repeat(50)).with_comment("\r".repeat(70)),
+            Event::new("").with_comment(""),
+            Event::empty()
+                .with_retry(Duration::MAX)
+                .with_id("x".repeat(10))
+                .with_event("e"),
+            Event::new("a\rb\nc\r\nd".repeat(9)).with_event(""),
+        ];
+        for e in &events {
+            let len = e.to_bytes().unwrap().len();
+            assert!(e.encoded_len_hint(e.id()) >= len, "{e:?}: {len}");
+        }
     }
 
     #[test]

@@ -6,9 +6,16 @@
 //! - [`decode`]: bytes → events, incrementally, following the WHATWG HTML
 //!   "server-sent events" parsing rules.
 //!
-//! Invariant: for every `Event` that [`Event::validate`] accepts, decoding its
-//! encoding (in any chunking) yields the same `id`, `event`, `data` and
-//! `retry`.
+//! Invariant (round trip): for every [`Event`] that [`Event::validate`]
+//! accepts, feeding its encoding to a [`Decoder`] in any chunking yields
+//! - a [`Frame::Comment`] per comment line (when comments are on),
+//! - a [`Frame::Retry`] with the `retry` in whole milliseconds,
+//! - then, if it has data, a [`Frame::Event`] with that data (CRLF and CR
+//!   turned into LF), its `event` name (`"message"` if unset or empty) and
+//!   its `id` as `last_event_id` (or the stream's previous id if unset);
+//!   without data, a [`Frame::LastEventId`] if it changed the id.
+//!
+//! `core/tests/codec_roundtrip.rs` checks this with proptest.
 
 pub mod decode;
 pub mod encode;

@@ -1,0 +1,207 @@
+//! Property tests: decoding an encoded stream gives the events back, in any
+//! chunking, and arbitrary bytes never break the decoder.
+
+use proptest::prelude::*;
+use ssehub_core::codec::{Decoder, Event, Frame, MessageEvent};
+use std::time::Duration;
+
+/// Text rich in the characters the codec treats specially.
+fn text() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            4 => any::<char>(),
+            2 => Just('\n'),
+            2 => Just('\r'),
+            1 => Just(':'),
+            2 => Just(' '),
+            1 => Just('\u{FEFF}'),
+            1 => Just('\0'),
+        ],
+        0..24,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
+}
+
+/// A text without CR or LF (and without NUL when `no_nul`).
+fn single_line(no_nul: bool) -> impl Strategy<Value = String> {
+    text().prop_map(move |s| {
+        s.chars()
+            .filter(|&c| c != '\r' && c != '\n' && !(no_nul && c == '\0'))
+            .collect()
+    })
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    (
+        proptest::option::of(text()),
+        proptest::option::of(prop_oneof![single_line(false), Just("message".to_owned())]),
+        proptest::option::of(single_line(true)),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(text()),
+    )
+        .prop_map(|(data, name, id, retry, comment)| {
+            let mut e = match data {
+                Some(data) => Event::new(data),
+                None => Event::empty(),
+            };
+            if let Some(name) = name {
+                e = e.with_event(name);
+            }
+            if let Some(id) = id {
+                e = e.with_id(id);
+            }
+            if let Some(ms) = retry {
+                e = e.with_retry(Duration::from_millis(ms));
+            }
+            if let Some(comment) = comment {
+                e = e.with_comment(comment);
+            }
+            e
+        })
+}
+
+fn normalise_line_breaks(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// The plain model of what a decoder must report for `events`.
+fn expected_frames(events: &[Event]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    let mut last_event_id = String::new();
+    for e in events {
+        if let Some(comment) = e.comment() {
+            for line in normalise_line_breaks(comment).split('\n') {
+                frames.push(Frame::Comment(line.to_owned()));
+            }
+        }
+        if let Some(retry) = e.retry() {
+            frames.push(Frame::Retry(retry));
+        }
+        let id_changed = e.id().is_some_and(|id| id != last_event_id);
+        if let Some(id) = e.id() {
+            last_event_id = id.to_owned();
+        }
+        match e.data() {
+            Some(data) => frames.push(Frame::Event(MessageEvent {
+                event: match e.event() {
+                    None | Some("") => "message".to_owned(),
+                    Some(name) => name.to_owned(),
+                },
+                data: normalise_line_breaks(data),
+                last_event_id: last_event_id.clone(),
+            })),
+            None if id_changed => frames.push(Frame::LastEventId(last_event_id.clone())),
+            None => {}
+        }
+    }
+    frames
+}
+
+/// Splits `bytes` at the given chunk sizes (the rest in one last chunk).
+fn chunked<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+    let mut chunks = Vec::new();
+    let mut rest = bytes;
+    for &size in sizes {
+        if rest.is_empty() {
+            break;
+        }
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        chunks.push(chunk);
+        rest = tail;
+    }
+    chunks.push(rest);
+    chunks
+}
+
+fn decode_all(decoder: &mut Decoder, chunks: &[&[u8]]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        for frame in decoder.decode(chunk) {
+            frames.push(frame.expect("a valid encoding decodes without error"));
+        }
+    }
+    frames
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn decode_of_encode_gives_the_events_back(
+        events in proptest::collection::vec(event(), 1..6),
+        sizes in proptest::collection::vec(1usize..12, 0..64),
+    ) {
+        let mut wire = bytes::BytesMut::new();
+        for e in &events {
+            e.encode(&mut wire).expect("generated events are valid");
+        }
+        let mut decoder = Decoder::new().with_comments(true);
+        let frames = decode_all(&mut decoder, &chunked(&wire, &sizes));
+        prop_assert_eq!(frames, expected_frames(&events));
+    }
+
+    #[test]
+    fn decode_of_encode_byte_by_byte(events in proptest::collection::vec(event(), 1..4)) {
+        let mut wire = bytes::BytesMut::new();
+        for e in &events {
+            e.encode(&mut wire).expect("generated events are valid");
+        }
+        let chunks: Vec<&[u8]> = wire.chunks(1).collect();
+        let mut decoder = Decoder::new().with_comments(true);
+        prop_assert_eq!(decode_all(&mut decoder, &chunks), expected_frames(&events));
+    }
+
+    #[test]
+    fn encode_refuses_exactly_what_decode_could_not_give_back(
+        name in text(),
+        id in text(),
+    ) {
+        let e = Event::new("x").with_event(name.clone()).with_id(id.clone());
+        let representable = !name.contains(['\r', '\n']) && !id.contains(['\r', '\n', '\0']);
+        prop_assert_eq!(e.validate().is_ok(), representable);
+        prop_assert_eq!(e.to_bytes().is_ok(), representable);
+    }
+
+    /// Arbitrary bytes, arbitrary chunks, small limits: never a panic, never
+    /// an event over the limit, and once failed, failed for good.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        input in proptest::collection::vec(
+            prop_oneof![
+                3 => any::<u8>(),
+                1 => proptest::sample::select(b"\r\n: \0dataideventretry0123456789".to_vec()),
+            ],
+            0..512,
+        ),
+        sizes in proptest::collection::vec(1usize..64, 0..32),
+        max_line in 0usize..64,
+        max_event in 0usize..64,
+        comments in any::<bool>(),
+    ) {
+        let mut decoder = Decoder::new()
+            .with_max_line_len(max_line)
+            .with_max_event_len(max_event)
+            .with_comments(comments);
+        let mut failed = None;
+        for chunk in chunked(&input, &sizes) {
+            decoder.feed(chunk);
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(frame)) => {
+                        prop_assert!(failed.is_none());
+                        if let Frame::Event(e) = frame {
+                            prop_assert!(e.data.len() <= max_event);
+                            prop_assert!(!e.event.is_empty());
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        prop_assert!(failed.is_none() || failed == Some(error));
+                        failed = Some(error);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

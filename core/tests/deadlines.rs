@@ -1,0 +1,169 @@
+//! Heartbeats, idle and stall timeouts driven by the injected clock, and
+//! shutdown.
+
+use ssehub_core::codec::Event;
+use ssehub_core::{ClientStream, CloseReason, Drain, Hub, HubConfig, ReserveOptions};
+use std::time::{Duration, Instant};
+
+const S: Duration = Duration::from_secs(1);
+
+fn config() -> HubConfig {
+    HubConfig {
+        heartbeat_interval: Some(15 * S),
+        idle_timeout: Some(40 * S),
+        write_stall_timeout: Some(30 * S),
+        replay_capacity: 0,
+        ..HubConfig::default()
+    }
+}
+
+fn drain_all(stream: &ClientStream) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Drain::Frames(_) = stream.drain(&mut out, 64) {}
+    out.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+}
+
+#[test]
+fn quiet_topic_client_that_flushes_heartbeats_is_never_idle_closed() {
+    let t0 = Instant::now();
+    let hub = Hub::new(config(), t0);
+    let r = hub.reserve(ReserveOptions::new().topic("quiet")).unwrap();
+    let stream = r.stream();
+    let id = r.activate().unwrap();
+    let mut heartbeats = 0;
+    for second in 1..=600 {
+        let now = t0 + second * S;
+        let report = hub.tick(now);
+        assert!(report.closed.is_empty(), "closed at {second}s: {:?}", report.closed);
+        let frames = drain_all(&stream);
+        if !frames.is_empty() {
+            assert!(frames.iter().all(|f| f == ":\n\n"), "heartbeats are bare comments");
+            heartbeats += frames.len();
+            stream.flushed(now);
+        }
+    }
+    assert!(hub.is_active(id));
+    assert_eq!(heartbeats, 40, "one heartbeat per 15 s over 600 s");
+    assert_eq!(hub.metrics().heartbeats, 40);
+}
+
+#[test]
+fn client_that_stops_flushing_is_closed() {
+    let t0 = Instant::now();
+    let hub = Hub::new(HubConfig { write_stall_timeout: None, ..config() }, t0);
+    let r = hub.reserve(ReserveOptions::new().topic("quiet")).unwrap();
+    let stream = r.stream();
+    let id = r.activate().unwrap();
+    let mut closed_at = None;
+    for second in 1..=120 {
+        let now = t0 + second * S;
+        let report = hub.tick(now);
+        drain_all(&stream); // drained, but never reported flushed
+        if let Some(&(closed, reason)) = report.closed.first() {
+            assert_eq!((closed, reason), (id, CloseReason::IdleTimeout));
+            closed_at = Some(second);
+            break;
+        }
+    }
+    assert_eq!(closed_at, Some(40), "idle from the last flush (activation), 40 s");
+    assert_eq!(stream.drain(&mut Vec::new(), 1), Drain::Closed(CloseReason::IdleTimeout));
+    assert_eq!(hub.deadline_count(), 0);
+}
+
+#[test]
+fn a_queue_that_is_not_drained_stalls() {
+    let t0 = Instant::now();
+    let hub = Hub::new(HubConfig { idle_timeout: None, ..config() }, t0);
+    let r = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    let _stream = r.stream();
+    let id = r.activate().unwrap();
+    hub.tick(t0 + 5 * S);
+    hub.publish("a", &Event::new("stuck")).unwrap();
+    let mut closed_at = None;
+    for second in 6..=100 {
+        if let Some(&(closed, reason)) = hub.tick(t0 + second * S).closed.first() {
+            assert_eq!((closed, reason), (id, CloseReason::WriteStalled));
+            closed_at = Some(second);
+            break;
+        }
+    }
+    assert_eq!(closed_at, Some(35), "stalled 30 s after the frame was queued at 5 s");
+}
+
+#[test]
+fn tick_reports_the_next_deadline() {
+    let t0 = Instant::now();
+    let hub = Hub::new(config(), t0);
+    assert_eq!(hub.tick(t0).next_deadline, None);
+    let _id = hub.reserve(ReserveOptions::new()).unwrap().activate().unwrap();
+    assert_eq!(hub.tick(t0).next_deadline, Some(t0 + 15 * S));
+}
+
+#[test]
+fn named_heartbeat_event_is_visible_to_page_scripts() {
+    let t0 = Instant::now();
+    let config = HubConfig { heartbeat_event: Some("ping".into()), ..config() };
+    let hub = Hub::new(config, t0);
+    let r = hub.reserve(ReserveOptions::new()).unwrap();
+    let stream = r.stream();
+    r.activate().unwrap();
+    assert_eq!(hub.tick(t0 + 15 * S).heartbeats, 1);
+    assert_eq!(drain_all(&stream), ["event: ping\ndata\n\n"]);
+}
+
+#[test]
+fn shutdown_sends_a_final_frame_with_jittered_retry_and_closes_everyone() {
+    let t0 = Instant::now();
+    let hub = Hub::new(config(), t0);
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let r = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+        streams.push(r.stream());
+        r.activate().unwrap();
+    }
+    let pending = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    let report = hub.shutdown(Some(&Event::new("bye").with_event("shutdown"))).unwrap();
+    assert_eq!((report.closed, report.pending), (20, 1));
+    assert!(pending.activate().is_err());
+    assert!(hub.reserve(ReserveOptions::new()).is_err());
+    assert!(hub.publish("a", &Event::new("late")).is_err());
+    let mut retries = std::collections::BTreeSet::new();
+    for stream in &streams {
+        let frames = drain_all(stream);
+        assert_eq!(frames.len(), 1);
+        let frame = &frames[0];
+        assert!(frame.ends_with("event: shutdown\ndata: bye\n\n"), "{frame:?}");
+        let retry: u64 = frame.lines().next().unwrap().strip_prefix("retry: ").unwrap().parse().unwrap();
+        assert!((1000..=10_000).contains(&retry));
+        retries.insert(retry);
+        assert_eq!(stream.drain(&mut Vec::new(), 1), Drain::Closed(CloseReason::Shutdown));
+    }
+    assert!(retries.len() > 10, "retry hints are spread: {retries:?}");
+    assert_eq!(hub.len(), 0);
+    assert_eq!(hub.deadline_count(), 0);
+    hub.check_invariants().unwrap();
+}
+
+#[test]
+fn blocking_reader_wakes_on_push_and_on_close() {
+    let hub = Hub::new(config(), Instant::now());
+    let r = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    let stream = r.stream();
+    let id = r.activate().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            match stream.recv_blocking(&mut out, 8) {
+                Drain::Frames(_) => got.extend(out),
+                Drain::Closed(reason) => return (got.len(), reason),
+                Drain::Empty => unreachable!("recv_blocking never returns Empty"),
+            }
+        }
+    });
+    for _ in 0..100 {
+        hub.publish("a", &Event::new("x")).unwrap();
+    }
+    let _ = hub.close(id, CloseReason::Kicked);
+    assert_eq!(reader.join().unwrap(), (100, CloseReason::Kicked));
+}

@@ -1,0 +1,226 @@
+//! Registration, close and slot reuse: I1, I3, I4, I5, I6.
+
+use ssehub_core::codec::Event;
+use ssehub_core::{
+    ActivateError, ClientStream, CloseOutcome, CloseReason, Drain, Hub, HubConfig, ReserveOptions,
+    SendError, SubscribeError,
+};
+use std::time::Instant;
+
+fn quiet() -> HubConfig {
+    HubConfig {
+        heartbeat_interval: None,
+        idle_timeout: None,
+        write_stall_timeout: None,
+        replay_capacity: 0,
+        ..HubConfig::default()
+    }
+}
+
+fn frames(stream: &ClientStream) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Drain::Frames(_) = stream.drain(&mut out, 64) {}
+    out.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+}
+
+fn assert_empty(hub: &Hub) {
+    assert_eq!(hub.len(), 0, "I5: a client slot survived");
+    assert_eq!(hub.topic_count(), 0, "I5: a topic survived");
+    assert_eq!(hub.deadline_count(), 0, "I5: a deadline survived");
+    hub.check_invariants().unwrap();
+}
+
+#[test]
+fn close_before_activate_leaves_nothing() {
+    let hub = Hub::new(quiet(), Instant::now());
+    let reservation = hub.reserve(ReserveOptions::new().topic("a").topic("b").peer("1.2.3.4")).unwrap();
+    let id = reservation.id();
+    let stream = reservation.stream();
+    assert_eq!(hub.close(id, CloseReason::ClientGone), CloseOutcome::Deferred);
+    assert_eq!(hub.close(id, CloseReason::ClientGone), CloseOutcome::AlreadyClosed, "I6");
+    assert_eq!(stream.drain(&mut Vec::new(), 8), Drain::Closed(CloseReason::ClientGone));
+    assert_eq!(
+        hub.send(id, &Event::new("late")),
+        Err(SendError::Closed(CloseReason::ClientGone)),
+        "I3: nothing is enqueued after close"
+    );
+    assert_eq!(
+        reservation.activate(),
+        Err(ActivateError::ClosedBeforeActivation(CloseReason::ClientGone))
+    );
+    assert_eq!(hub.subscriber_count("a"), 0);
+    assert_empty(&hub);
+    let metrics = hub.metrics();
+    assert_eq!(metrics.closes_for(CloseReason::ClientGone), 1, "one close, counted once");
+    assert_eq!(metrics.clients_close_pending, 0);
+}
+
+#[test]
+fn dropped_reservation_leaks_nothing() {
+    let hub = Hub::new(quiet(), Instant::now());
+    let reservation = hub.reserve(ReserveOptions::new().topic("a").peer("p")).unwrap();
+    let stream = reservation.stream();
+    drop(reservation);
+    assert_eq!(stream.drain(&mut Vec::new(), 8), Drain::Closed(CloseReason::ClientGone));
+    assert_empty(&hub);
+    // The peer count was released too: the limit of one admits a new client.
+    let hub = Hub::new(HubConfig { max_clients_per_peer: 1, ..quiet() }, Instant::now());
+    drop(hub.reserve(ReserveOptions::new().peer("p")).unwrap());
+    let again = hub.reserve(ReserveOptions::new().peer("p")).unwrap();
+    assert!(hub.reserve(ReserveOptions::new().peer("p")).is_err());
+    drop(again);
+}
+
+#[test]
+fn dropping_a_close_pending_reservation_also_cleans_up() {
+    let hub = Hub::new(quiet(), Instant::now());
+    let reservation = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    let _ = hub.close(reservation.id(), CloseReason::Kicked);
+    drop(reservation);
+    assert_empty(&hub);
+}
+
+#[test]
+fn close_after_activate_removes_from_every_topic() {
+    let hub = Hub::new(quiet(), Instant::now());
+    let r = hub.reserve(ReserveOptions::new().topics(["a", "b"])).unwrap();
+    let stream = r.stream();
+    let id = r.activate().unwrap();
+    let other = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    let other_stream = other.stream();
+    let other_id = other.activate().unwrap();
+    assert_eq!(hub.subscriber_count("a"), 2);
+    assert_eq!(hub.close(id, CloseReason::ClientGone), CloseOutcome::Closed);
+    assert_eq!(hub.subscriber_count("a"), 1, "I1");
+    assert_eq!(hub.subscriber_count("b"), 0, "I1");
+    let report = hub.publish("b", &Event::new("x")).unwrap();
+    assert_eq!(report.delivered, 0, "I3: publish after close reaches nobody");
+    hub.publish("a", &Event::new("y")).unwrap();
+    assert_eq!(stream.drain(&mut Vec::new(), 8), Drain::Closed(CloseReason::ClientGone));
+    assert_eq!(frames(&other_stream).len(), 1);
+    assert_eq!(hub.close(id, CloseReason::Kicked), CloseOutcome::AlreadyClosed, "I6");
+    let _ = hub.close(other_id, CloseReason::ClientGone);
+    assert_empty(&hub);
+}
+
+#[test]
+fn stale_id_never_touches_the_slots_new_occupant() {
+    let hub = Hub::new(quiet(), Instant::now());
+    let first = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    let old = first.activate().unwrap();
+    let _ = hub.close(old, CloseReason::ClientGone);
+    let second = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    let stream = second.stream();
+    let new = second.activate().unwrap();
+    assert_eq!(old.index(), new.index(), "the slot was reused");
+    assert_ne!(old, new);
+
+    assert_eq!(hub.send(old, &Event::new("for old")), Err(SendError::UnknownClient), "I4");
+    assert_eq!(hub.subscribe(old, "b"), Err(SubscribeError::UnknownClient), "I4");
+    assert_eq!(hub.unsubscribe(old, "a"), Err(SubscribeError::UnknownClient), "I4");
+    assert!(!hub.flushed(old, Instant::now()), "I4");
+    assert_eq!(hub.close(old, CloseReason::Kicked), CloseOutcome::AlreadyClosed, "I4");
+    assert!(hub.is_active(new));
+    assert!(frames(&stream).is_empty(), "I4: nothing reached the new occupant");
+    assert_eq!(hub.client_topics(new).unwrap(), ["a"]);
+
+    let never = "7.999999".parse().unwrap();
+    assert_eq!(hub.close(never, CloseReason::Kicked), CloseOutcome::Unknown);
+    let _ = hub.close(new, CloseReason::ClientGone);
+    assert_empty(&hub);
+}
+
+#[test]
+fn subscribe_and_unsubscribe_follow_the_client() {
+    let hub = Hub::new(quiet(), Instant::now());
+    let r = hub.reserve(ReserveOptions::new()).unwrap();
+    let id = r.id();
+    assert_eq!(hub.subscribe(id, "pre"), Ok(true), "a reserved client can subscribe");
+    let stream = r.stream();
+    let id = r.activate().unwrap();
+    assert_eq!(hub.subscribe(id, "live"), Ok(true));
+    assert_eq!(hub.subscribe(id, "live"), Ok(false));
+    assert_eq!(hub.client_topics(id).unwrap(), ["live", "pre"]);
+    hub.publish("pre", &Event::new("1")).unwrap();
+    hub.publish("live", &Event::new("2")).unwrap();
+    assert_eq!(frames(&stream).len(), 2);
+    assert_eq!(hub.unsubscribe(id, "pre"), Ok(true));
+    assert_eq!(hub.unsubscribe(id, "pre"), Ok(false));
+    assert_eq!(hub.publish("pre", &Event::new("3")).unwrap().delivered, 0);
+    assert_eq!(hub.topic_count(), 1, "I5: the unused topic was dropped");
+    assert!(matches!(hub.subscribe(id, "bad\n"), Err(SubscribeError::InvalidTopic(_))));
+    hub.check_invariants().unwrap();
+    let _ = hub.close(id, CloseReason::ClientGone);
+    assert_empty(&hub);
+}
+
+#[test]
+fn limits_are_typed_errors() {
+    use ssehub_core::{PublishError, ReserveError};
+    let config = HubConfig {
+        max_clients: 2,
+        max_topics_per_client: 2,
+        max_topics: 2,
+        max_event_bytes: 64,
+        ..quiet()
+    };
+    let hub = Hub::new(config, Instant::now());
+    assert_eq!(
+        hub.reserve(ReserveOptions::new().topics(["a", "b", "c"])).unwrap_err(),
+        ReserveError::TooManyTopics { limit: 2 }
+    );
+    assert!(matches!(
+        hub.reserve(ReserveOptions::new().topic("")).unwrap_err(),
+        ReserveError::InvalidTopic { .. }
+    ));
+    let a = hub.reserve(ReserveOptions::new().topics(["a", "b"])).unwrap();
+    let a = a.activate().unwrap();
+    let b = hub.reserve(ReserveOptions::new()).unwrap();
+    assert_eq!(
+        hub.reserve(ReserveOptions::new()).unwrap_err(),
+        ReserveError::TooManyClients { limit: 2 }
+    );
+    let b = b.activate().unwrap();
+    assert_eq!(hub.subscribe(b, "c"), Err(SubscribeError::TooManyTopics { limit: 2 }));
+    assert_eq!(hub.subscribe(a, "c"), Err(SubscribeError::TooManyTopicsForClient { limit: 2 }));
+    assert_eq!(
+        hub.publish("c", &Event::new("x")).unwrap_err(),
+        PublishError::TooManyTopics { limit: 2 }
+    );
+    assert!(matches!(
+        hub.publish("a", &Event::new("x".repeat(100))).unwrap_err(),
+        PublishError::Encode(_)
+    ));
+    assert!(matches!(
+        hub.publish("a", &Event::new("x").with_event("bad\r")).unwrap_err(),
+        PublishError::Encode(_)
+    ));
+    let _ = hub.close(a, CloseReason::ClientGone);
+    let _ = hub.close(b, CloseReason::ClientGone);
+    assert_empty(&hub);
+}
+
+#[test]
+fn close_guard_closes_on_drop_unless_disarmed() {
+    let hub = Hub::new(quiet(), Instant::now());
+    let id = hub.reserve(ReserveOptions::new().topic("a")).unwrap().activate().unwrap();
+    let mut guard = hub.close_guard(id);
+    guard.set_reason(CloseReason::WriteError);
+    drop(guard);
+    assert!(!hub.is_active(id));
+    assert_eq!(hub.metrics().closes_for(CloseReason::WriteError), 1);
+    let id = hub.reserve(ReserveOptions::new()).unwrap().activate().unwrap();
+    hub.close_guard(id).disarm();
+    assert!(hub.is_active(id));
+    let _ = hub.close(id, CloseReason::ClientGone);
+    assert_empty(&hub);
+}
+
+#[test]
+fn public_handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Hub>();
+    assert_send_sync::<ClientStream>();
+    assert_send_sync::<ssehub_core::Reservation>();
+    assert_send_sync::<ssehub_core::CloseGuard>();
+}

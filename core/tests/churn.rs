@@ -114,7 +114,10 @@ fn multi_threaded_churn_ends_with_nothing_left() {
     }
     drop(to_closer);
     let closed_by_closer = closer.join().unwrap();
-    assert!(closed_by_closer > 100, "the closer thread raced enough: {closed_by_closer}");
+    assert!(
+        closed_by_closer > 100,
+        "the closer thread raced enough: {closed_by_closer}"
+    );
     assert_eq!(hub.len(), 0, "I5");
     assert_eq!(hub.topic_count(), 0, "I5");
     assert_eq!(hub.deadline_count(), 0, "I5");
@@ -128,7 +131,11 @@ fn publishers_and_closers_never_deliver_after_close() {
     // I3: once close returned, the client's stream ends and nothing more
     // arrives, however many publishers are running.
     let hub = Hub::new(
-        HubConfig { replay_capacity: 0, queue_max_frames: 1 << 20, ..HubConfig::default() },
+        HubConfig {
+            replay_capacity: 0,
+            queue_max_frames: 1 << 20,
+            ..HubConfig::default()
+        },
         Instant::now(),
     );
     let r = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
@@ -151,6 +158,13 @@ fn publishers_and_closers_never_deliver_after_close() {
     for p in publishers {
         p.join().unwrap();
     }
-    assert_eq!(stream.drain(&mut frames, 1024), Drain::Closed(CloseReason::Kicked));
-    assert_eq!(frames.len(), at_close, "I3: nothing enqueued after close returned");
+    assert_eq!(
+        stream.drain(&mut frames, 1024),
+        Drain::Closed(CloseReason::Kicked)
+    );
+    assert_eq!(
+        frames.len(),
+        at_close,
+        "I3: nothing enqueued after close returned"
+    );
 }

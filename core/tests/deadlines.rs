@@ -20,7 +20,9 @@ fn config() -> HubConfig {
 fn drain_all(stream: &ClientStream) -> Vec<String> {
     let mut out = Vec::new();
     while let Drain::Frames(_) = stream.drain(&mut out, 64) {}
-    out.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+    out.iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect()
 }
 
 #[test]
@@ -34,10 +36,17 @@ fn quiet_topic_client_that_flushes_heartbeats_is_never_idle_closed() {
     for second in 1..=600 {
         let now = t0 + second * S;
         let report = hub.tick(now);
-        assert!(report.closed.is_empty(), "closed at {second}s: {:?}", report.closed);
+        assert!(
+            report.closed.is_empty(),
+            "closed at {second}s: {:?}",
+            report.closed
+        );
         let frames = drain_all(&stream);
         if !frames.is_empty() {
-            assert!(frames.iter().all(|f| f == ":\n\n"), "heartbeats are bare comments");
+            assert!(
+                frames.iter().all(|f| f == ":\n\n"),
+                "heartbeats are bare comments"
+            );
             heartbeats += frames.len();
             stream.flushed(now);
         }
@@ -50,7 +59,13 @@ fn quiet_topic_client_that_flushes_heartbeats_is_never_idle_closed() {
 #[test]
 fn client_that_stops_flushing_is_closed() {
     let t0 = Instant::now();
-    let hub = Hub::new(HubConfig { write_stall_timeout: None, ..config() }, t0);
+    let hub = Hub::new(
+        HubConfig {
+            write_stall_timeout: None,
+            ..config()
+        },
+        t0,
+    );
     let r = hub.reserve(ReserveOptions::new().topic("quiet")).unwrap();
     let stream = r.stream();
     let id = r.activate().unwrap();
@@ -65,15 +80,28 @@ fn client_that_stops_flushing_is_closed() {
             break;
         }
     }
-    assert_eq!(closed_at, Some(40), "idle from the last flush (activation), 40 s");
-    assert_eq!(stream.drain(&mut Vec::new(), 1), Drain::Closed(CloseReason::IdleTimeout));
+    assert_eq!(
+        closed_at,
+        Some(40),
+        "idle from the last flush (activation), 40 s"
+    );
+    assert_eq!(
+        stream.drain(&mut Vec::new(), 1),
+        Drain::Closed(CloseReason::IdleTimeout)
+    );
     assert_eq!(hub.deadline_count(), 0);
 }
 
 #[test]
 fn a_queue_that_is_not_drained_stalls() {
     let t0 = Instant::now();
-    let hub = Hub::new(HubConfig { idle_timeout: None, ..config() }, t0);
+    let hub = Hub::new(
+        HubConfig {
+            idle_timeout: None,
+            ..config()
+        },
+        t0,
+    );
     let r = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
     let _stream = r.stream();
     let id = r.activate().unwrap();
@@ -87,7 +115,11 @@ fn a_queue_that_is_not_drained_stalls() {
             break;
         }
     }
-    assert_eq!(closed_at, Some(35), "stalled 30 s after the frame was queued at 5 s");
+    assert_eq!(
+        closed_at,
+        Some(35),
+        "stalled 30 s after the frame was queued at 5 s"
+    );
 }
 
 #[test]
@@ -95,14 +127,21 @@ fn tick_reports_the_next_deadline() {
     let t0 = Instant::now();
     let hub = Hub::new(config(), t0);
     assert_eq!(hub.tick(t0).next_deadline, None);
-    let _id = hub.reserve(ReserveOptions::new()).unwrap().activate().unwrap();
+    let _id = hub
+        .reserve(ReserveOptions::new())
+        .unwrap()
+        .activate()
+        .unwrap();
     assert_eq!(hub.tick(t0).next_deadline, Some(t0 + 15 * S));
 }
 
 #[test]
 fn named_heartbeat_event_is_visible_to_page_scripts() {
     let t0 = Instant::now();
-    let config = HubConfig { heartbeat_event: Some("ping".into()), ..config() };
+    let config = HubConfig {
+        heartbeat_event: Some("ping".into()),
+        ..config()
+    };
     let hub = Hub::new(config, t0);
     let r = hub.reserve(ReserveOptions::new()).unwrap();
     let stream = r.stream();
@@ -122,7 +161,9 @@ fn shutdown_sends_a_final_frame_with_jittered_retry_and_closes_everyone() {
         r.activate().unwrap();
     }
     let pending = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
-    let report = hub.shutdown(Some(&Event::new("bye").with_event("shutdown"))).unwrap();
+    let report = hub
+        .shutdown(Some(&Event::new("bye").with_event("shutdown")))
+        .unwrap();
     assert_eq!((report.closed, report.pending), (20, 1));
     assert!(pending.activate().is_err());
     assert!(hub.reserve(ReserveOptions::new()).is_err());
@@ -132,11 +173,24 @@ fn shutdown_sends_a_final_frame_with_jittered_retry_and_closes_everyone() {
         let frames = drain_all(stream);
         assert_eq!(frames.len(), 1);
         let frame = &frames[0];
-        assert!(frame.ends_with("event: shutdown\ndata: bye\n\n"), "{frame:?}");
-        let retry: u64 = frame.lines().next().unwrap().strip_prefix("retry: ").unwrap().parse().unwrap();
+        assert!(
+            frame.ends_with("event: shutdown\ndata: bye\n\n"),
+            "{frame:?}"
+        );
+        let retry: u64 = frame
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("retry: ")
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1000..=10_000).contains(&retry));
         retries.insert(retry);
-        assert_eq!(stream.drain(&mut Vec::new(), 1), Drain::Closed(CloseReason::Shutdown));
+        assert_eq!(
+            stream.drain(&mut Vec::new(), 1),
+            Drain::Closed(CloseReason::Shutdown)
+        );
     }
     assert!(retries.len() > 10, "retry hints are spread: {retries:?}");
     assert_eq!(hub.len(), 0);

@@ -20,7 +20,9 @@ fn quiet() -> HubConfig {
 fn frames(stream: &ClientStream) -> Vec<String> {
     let mut out = Vec::new();
     while let Drain::Frames(_) = stream.drain(&mut out, 64) {}
-    out.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+    out.iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect()
 }
 
 fn assert_empty(hub: &Hub) {
@@ -33,12 +35,24 @@ fn assert_empty(hub: &Hub) {
 #[test]
 fn close_before_activate_leaves_nothing() {
     let hub = Hub::new(quiet(), Instant::now());
-    let reservation = hub.reserve(ReserveOptions::new().topic("a").topic("b").peer("1.2.3.4")).unwrap();
+    let reservation = hub
+        .reserve(ReserveOptions::new().topic("a").topic("b").peer("1.2.3.4"))
+        .unwrap();
     let id = reservation.id();
     let stream = reservation.stream();
-    assert_eq!(hub.close(id, CloseReason::ClientGone), CloseOutcome::Deferred);
-    assert_eq!(hub.close(id, CloseReason::ClientGone), CloseOutcome::AlreadyClosed, "I6");
-    assert_eq!(stream.drain(&mut Vec::new(), 8), Drain::Closed(CloseReason::ClientGone));
+    assert_eq!(
+        hub.close(id, CloseReason::ClientGone),
+        CloseOutcome::Deferred
+    );
+    assert_eq!(
+        hub.close(id, CloseReason::ClientGone),
+        CloseOutcome::AlreadyClosed,
+        "I6"
+    );
+    assert_eq!(
+        stream.drain(&mut Vec::new(), 8),
+        Drain::Closed(CloseReason::ClientGone)
+    );
     assert_eq!(
         hub.send(id, &Event::new("late")),
         Err(SendError::Closed(CloseReason::ClientGone)),
@@ -46,25 +60,42 @@ fn close_before_activate_leaves_nothing() {
     );
     assert_eq!(
         reservation.activate(),
-        Err(ActivateError::ClosedBeforeActivation(CloseReason::ClientGone))
+        Err(ActivateError::ClosedBeforeActivation(
+            CloseReason::ClientGone
+        ))
     );
     assert_eq!(hub.subscriber_count("a"), 0);
     assert_empty(&hub);
     let metrics = hub.metrics();
-    assert_eq!(metrics.closes_for(CloseReason::ClientGone), 1, "one close, counted once");
+    assert_eq!(
+        metrics.closes_for(CloseReason::ClientGone),
+        1,
+        "one close, counted once"
+    );
     assert_eq!(metrics.clients_close_pending, 0);
 }
 
 #[test]
 fn dropped_reservation_leaks_nothing() {
     let hub = Hub::new(quiet(), Instant::now());
-    let reservation = hub.reserve(ReserveOptions::new().topic("a").peer("p")).unwrap();
+    let reservation = hub
+        .reserve(ReserveOptions::new().topic("a").peer("p"))
+        .unwrap();
     let stream = reservation.stream();
     drop(reservation);
-    assert_eq!(stream.drain(&mut Vec::new(), 8), Drain::Closed(CloseReason::ClientGone));
+    assert_eq!(
+        stream.drain(&mut Vec::new(), 8),
+        Drain::Closed(CloseReason::ClientGone)
+    );
     assert_empty(&hub);
     // The peer count was released too: the limit of one admits a new client.
-    let hub = Hub::new(HubConfig { max_clients_per_peer: 1, ..quiet() }, Instant::now());
+    let hub = Hub::new(
+        HubConfig {
+            max_clients_per_peer: 1,
+            ..quiet()
+        },
+        Instant::now(),
+    );
     drop(hub.reserve(ReserveOptions::new().peer("p")).unwrap());
     let again = hub.reserve(ReserveOptions::new().peer("p")).unwrap();
     assert!(hub.reserve(ReserveOptions::new().peer("p")).is_err());
@@ -83,7 +114,9 @@ fn dropping_a_close_pending_reservation_also_cleans_up() {
 #[test]
 fn close_after_activate_removes_from_every_topic() {
     let hub = Hub::new(quiet(), Instant::now());
-    let r = hub.reserve(ReserveOptions::new().topics(["a", "b"])).unwrap();
+    let r = hub
+        .reserve(ReserveOptions::new().topics(["a", "b"]))
+        .unwrap();
     let stream = r.stream();
     let id = r.activate().unwrap();
     let other = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
@@ -94,11 +127,21 @@ fn close_after_activate_removes_from_every_topic() {
     assert_eq!(hub.subscriber_count("a"), 1, "I1");
     assert_eq!(hub.subscriber_count("b"), 0, "I1");
     let report = hub.publish("b", &Event::new("x")).unwrap();
-    assert_eq!(report.delivered, 0, "I3: publish after close reaches nobody");
+    assert_eq!(
+        report.delivered, 0,
+        "I3: publish after close reaches nobody"
+    );
     hub.publish("a", &Event::new("y")).unwrap();
-    assert_eq!(stream.drain(&mut Vec::new(), 8), Drain::Closed(CloseReason::ClientGone));
+    assert_eq!(
+        stream.drain(&mut Vec::new(), 8),
+        Drain::Closed(CloseReason::ClientGone)
+    );
     assert_eq!(frames(&other_stream).len(), 1);
-    assert_eq!(hub.close(id, CloseReason::Kicked), CloseOutcome::AlreadyClosed, "I6");
+    assert_eq!(
+        hub.close(id, CloseReason::Kicked),
+        CloseOutcome::AlreadyClosed,
+        "I6"
+    );
     let _ = hub.close(other_id, CloseReason::ClientGone);
     assert_empty(&hub);
 }
@@ -115,13 +158,32 @@ fn stale_id_never_touches_the_slots_new_occupant() {
     assert_eq!(old.index(), new.index(), "the slot was reused");
     assert_ne!(old, new);
 
-    assert_eq!(hub.send(old, &Event::new("for old")), Err(SendError::UnknownClient), "I4");
-    assert_eq!(hub.subscribe(old, "b"), Err(SubscribeError::UnknownClient), "I4");
-    assert_eq!(hub.unsubscribe(old, "a"), Err(SubscribeError::UnknownClient), "I4");
+    assert_eq!(
+        hub.send(old, &Event::new("for old")),
+        Err(SendError::UnknownClient),
+        "I4"
+    );
+    assert_eq!(
+        hub.subscribe(old, "b"),
+        Err(SubscribeError::UnknownClient),
+        "I4"
+    );
+    assert_eq!(
+        hub.unsubscribe(old, "a"),
+        Err(SubscribeError::UnknownClient),
+        "I4"
+    );
     assert!(!hub.flushed(old, Instant::now()), "I4");
-    assert_eq!(hub.close(old, CloseReason::Kicked), CloseOutcome::AlreadyClosed, "I4");
+    assert_eq!(
+        hub.close(old, CloseReason::Kicked),
+        CloseOutcome::AlreadyClosed,
+        "I4"
+    );
     assert!(hub.is_active(new));
-    assert!(frames(&stream).is_empty(), "I4: nothing reached the new occupant");
+    assert!(
+        frames(&stream).is_empty(),
+        "I4: nothing reached the new occupant"
+    );
     assert_eq!(hub.client_topics(new).unwrap(), ["a"]);
 
     let never = "7.999999".parse().unwrap();
@@ -135,7 +197,11 @@ fn subscribe_and_unsubscribe_follow_the_client() {
     let hub = Hub::new(quiet(), Instant::now());
     let r = hub.reserve(ReserveOptions::new()).unwrap();
     let id = r.id();
-    assert_eq!(hub.subscribe(id, "pre"), Ok(true), "a reserved client can subscribe");
+    assert_eq!(
+        hub.subscribe(id, "pre"),
+        Ok(true),
+        "a reserved client can subscribe"
+    );
     let stream = r.stream();
     let id = r.activate().unwrap();
     assert_eq!(hub.subscribe(id, "live"), Ok(true));
@@ -148,7 +214,10 @@ fn subscribe_and_unsubscribe_follow_the_client() {
     assert_eq!(hub.unsubscribe(id, "pre"), Ok(false));
     assert_eq!(hub.publish("pre", &Event::new("3")).unwrap().delivered, 0);
     assert_eq!(hub.topic_count(), 1, "I5: the unused topic was dropped");
-    assert!(matches!(hub.subscribe(id, "bad\n"), Err(SubscribeError::InvalidTopic(_))));
+    assert!(matches!(
+        hub.subscribe(id, "bad\n"),
+        Err(SubscribeError::InvalidTopic(_))
+    ));
     hub.check_invariants().unwrap();
     let _ = hub.close(id, CloseReason::ClientGone);
     assert_empty(&hub);
@@ -166,14 +235,17 @@ fn limits_are_typed_errors() {
     };
     let hub = Hub::new(config, Instant::now());
     assert_eq!(
-        hub.reserve(ReserveOptions::new().topics(["a", "b", "c"])).unwrap_err(),
+        hub.reserve(ReserveOptions::new().topics(["a", "b", "c"]))
+            .unwrap_err(),
         ReserveError::TooManyTopics { limit: 2 }
     );
     assert!(matches!(
         hub.reserve(ReserveOptions::new().topic("")).unwrap_err(),
         ReserveError::InvalidTopic { .. }
     ));
-    let a = hub.reserve(ReserveOptions::new().topics(["a", "b"])).unwrap();
+    let a = hub
+        .reserve(ReserveOptions::new().topics(["a", "b"]))
+        .unwrap();
     let a = a.activate().unwrap();
     let b = hub.reserve(ReserveOptions::new()).unwrap();
     assert_eq!(
@@ -181,8 +253,14 @@ fn limits_are_typed_errors() {
         ReserveError::TooManyClients { limit: 2 }
     );
     let b = b.activate().unwrap();
-    assert_eq!(hub.subscribe(b, "c"), Err(SubscribeError::TooManyTopics { limit: 2 }));
-    assert_eq!(hub.subscribe(a, "c"), Err(SubscribeError::TooManyTopicsForClient { limit: 2 }));
+    assert_eq!(
+        hub.subscribe(b, "c"),
+        Err(SubscribeError::TooManyTopics { limit: 2 })
+    );
+    assert_eq!(
+        hub.subscribe(a, "c"),
+        Err(SubscribeError::TooManyTopicsForClient { limit: 2 })
+    );
     assert_eq!(
         hub.publish("c", &Event::new("x")).unwrap_err(),
         PublishError::TooManyTopics { limit: 2 }
@@ -192,7 +270,8 @@ fn limits_are_typed_errors() {
         PublishError::Encode(_)
     ));
     assert!(matches!(
-        hub.publish("a", &Event::new("x").with_event("bad\r")).unwrap_err(),
+        hub.publish("a", &Event::new("x").with_event("bad\r"))
+            .unwrap_err(),
         PublishError::Encode(_)
     ));
     let _ = hub.close(a, CloseReason::ClientGone);
@@ -203,13 +282,21 @@ fn limits_are_typed_errors() {
 #[test]
 fn close_guard_closes_on_drop_unless_disarmed() {
     let hub = Hub::new(quiet(), Instant::now());
-    let id = hub.reserve(ReserveOptions::new().topic("a")).unwrap().activate().unwrap();
+    let id = hub
+        .reserve(ReserveOptions::new().topic("a"))
+        .unwrap()
+        .activate()
+        .unwrap();
     let mut guard = hub.close_guard(id);
     guard.set_reason(CloseReason::WriteError);
     drop(guard);
     assert!(!hub.is_active(id));
     assert_eq!(hub.metrics().closes_for(CloseReason::WriteError), 1);
-    let id = hub.reserve(ReserveOptions::new()).unwrap().activate().unwrap();
+    let id = hub
+        .reserve(ReserveOptions::new())
+        .unwrap()
+        .activate()
+        .unwrap();
     hub.close_guard(id).disarm();
     assert!(hub.is_active(id));
     let _ = hub.close(id, CloseReason::ClientGone);

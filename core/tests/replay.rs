@@ -42,7 +42,11 @@ fn data(events: &[(String, String, String)]) -> Vec<&str> {
     events.iter().map(|(_, _, d)| d.as_str()).collect()
 }
 
-fn connect(hub: &Hub, topics: &[&str], last: Option<&str>) -> (ssehub_core::ClientId, ClientStream) {
+fn connect(
+    hub: &Hub,
+    topics: &[&str],
+    last: Option<&str>,
+) -> (ssehub_core::ClientId, ClientStream) {
     let mut opts = ReserveOptions::new().topics(topics.iter().copied());
     if let Some(last) = last {
         opts = opts.last_event_id(last);
@@ -59,18 +63,30 @@ fn only_subscriber_reconnects_and_gets_exactly_what_it_missed() {
     let seen = hub.publish("solo", &Event::new("before")).unwrap().id;
     assert_eq!(data(&events(&stream)), ["before"]);
     let _ = hub.close(id, CloseReason::ClientGone);
-    assert_eq!(hub.topic_count(), 1, "the ring outlives the last subscriber");
+    assert_eq!(
+        hub.topic_count(),
+        1,
+        "the ring outlives the last subscriber"
+    );
     for n in 0..3 {
-        hub.publish("solo", &Event::new(format!("missed {n}"))).unwrap();
+        hub.publish("solo", &Event::new(format!("missed {n}")))
+            .unwrap();
     }
     let (id, stream) = connect(&hub, &["solo"], Some(&seen.to_string()));
     let got = events(&stream);
     assert_eq!(data(&got), ["missed 0", "missed 1", "missed 2"], "I8");
     let ids: Vec<EventId> = got.iter().map(|(id, _, _)| id.parse().unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "I7: strictly increasing ids");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "I7: strictly increasing ids"
+    );
     assert_eq!(hub.metrics().replay_hits, 1);
     hub.publish("solo", &Event::new("live")).unwrap();
-    assert_eq!(data(&events(&stream)), ["live"], "no duplicate after the replay");
+    assert_eq!(
+        data(&events(&stream)),
+        ["live"],
+        "no duplicate after the replay"
+    );
     let _ = hub.close(id, CloseReason::ClientGone);
 }
 
@@ -78,11 +94,21 @@ fn only_subscriber_reconnects_and_gets_exactly_what_it_missed() {
 fn replay_merges_two_topics_in_id_order() {
     let hub = Hub::new(config(16), Instant::now());
     let start = hub.publish("a", &Event::new("a0")).unwrap().id;
-    for (topic, text) in [("b", "b1"), ("a", "a2"), ("c", "c3"), ("b", "b4"), ("a", "a5")] {
+    for (topic, text) in [
+        ("b", "b1"),
+        ("a", "a2"),
+        ("c", "c3"),
+        ("b", "b4"),
+        ("a", "a5"),
+    ] {
         hub.publish(topic, &Event::new(text)).unwrap();
     }
     let (_, stream) = connect(&hub, &["a", "b"], Some(&start.to_string()));
-    assert_eq!(data(&events(&stream)), ["b1", "a2", "b4", "a5"], "I8: id order, no c");
+    assert_eq!(
+        data(&events(&stream)),
+        ["b1", "a2", "b4", "a5"],
+        "I8: id order, no c"
+    );
 }
 
 #[test]
@@ -94,17 +120,21 @@ fn evicted_malformed_foreign_and_future_ids_get_a_reset() {
     }
     let newest = hub.last_event_id();
     for last in [
-        first.to_string(),          // evicted: the ring holds only 3 and 4
-        "garbage".to_owned(),       // malformed
-        "8-1".to_owned(),           // another epoch
-        "7-999".to_owned(),         // from the future
-        "7-01".to_owned(),          // not canonical
+        first.to_string(),    // evicted: the ring holds only 3 and 4
+        "garbage".to_owned(), // malformed
+        "8-1".to_owned(),     // another epoch
+        "7-999".to_owned(),   // from the future
+        "7-01".to_owned(),    // not canonical
     ] {
         let (id, stream) = connect(&hub, &["a"], Some(&last));
         let got = events(&stream);
         assert_eq!(got.len(), 1, "{last}: only the reset");
         assert_eq!(got[0].1, "reset", "{last}");
-        assert_eq!(got[0].0, newest.to_string(), "{last}: the reset moves the client's last id");
+        assert_eq!(
+            got[0].0,
+            newest.to_string(),
+            "{last}: the reset moves the client's last id"
+        );
         let _ = hub.close(id, CloseReason::ClientGone);
     }
     assert_eq!(hub.metrics().replay_resets, 5);
@@ -121,16 +151,29 @@ fn expired_events_count_as_a_gap() {
     hub.publish("a", &Event::new("missed")).unwrap();
     let report = hub.tick(t0 + Duration::from_secs(61));
     assert_eq!(report.expired_events, 2);
-    assert_eq!(hub.topic_count(), 0, "I5: a topic with nothing left is dropped");
+    assert_eq!(
+        hub.topic_count(),
+        0,
+        "I5: a topic with nothing left is dropped"
+    );
     let (_, stream) = connect(&hub, &["a"], Some(&seen.to_string()));
     let got = events(&stream);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].1, "reset", "events lost with a dropped topic are not skipped silently");
+    assert_eq!(
+        got[0].1, "reset",
+        "events lost with a dropped topic are not skipped silently"
+    );
 }
 
 #[test]
 fn replay_that_would_overflow_the_queue_resets_instead() {
-    let hub = Hub::new(HubConfig { queue_max_frames: 2, ..config(16) }, Instant::now());
+    let hub = Hub::new(
+        HubConfig {
+            queue_max_frames: 2,
+            ..config(16)
+        },
+        Instant::now(),
+    );
     let seen = hub.publish("a", &Event::new("0")).unwrap().id;
     for n in 1..=3 {
         hub.publish("a", &Event::new(n.to_string())).unwrap();
@@ -147,21 +190,38 @@ fn frames_sent_before_activation_come_first_then_replay_then_live() {
     let hub = Hub::new(config(16), Instant::now());
     let seen = hub.publish("a", &Event::new("0")).unwrap().id;
     hub.publish("a", &Event::new("1")).unwrap();
-    let r = hub.reserve(ReserveOptions::new().topic("a").last_event_id(seen.to_string())).unwrap();
+    let r = hub
+        .reserve(
+            ReserveOptions::new()
+                .topic("a")
+                .last_event_id(seen.to_string()),
+        )
+        .unwrap();
     let stream = r.stream();
-    hub.send(r.id(), &Event::new("welcome").with_event("welcome")).unwrap();
+    hub.send(r.id(), &Event::new("welcome").with_event("welcome"))
+        .unwrap();
     // Published between reserve and activate: must arrive once, in order.
     hub.publish("a", &Event::new("2")).unwrap();
     r.activate().unwrap();
     hub.publish("a", &Event::new("3")).unwrap();
     let got = events(&stream);
-    assert_eq!(data(&got), ["welcome", "1", "2", "3"], "I8 across the reserve/activate window");
+    assert_eq!(
+        data(&got),
+        ["welcome", "1", "2", "3"],
+        "I8 across the reserve/activate window"
+    );
     assert_eq!(got[0].0, "", "direct sends carry no id");
 }
 
 #[test]
 fn full_queue_closes_the_slow_consumer_only() {
-    let hub = Hub::new(HubConfig { queue_max_frames: 3, ..config(0) }, Instant::now());
+    let hub = Hub::new(
+        HubConfig {
+            queue_max_frames: 3,
+            ..config(0)
+        },
+        Instant::now(),
+    );
     let (slow, slow_stream) = connect(&hub, &["a"], None);
     let (_, fast_stream) = connect(&hub, &["a"], None);
     let mut fast_seen = Vec::new();
@@ -173,11 +233,22 @@ fn full_queue_closes_the_slow_consumer_only() {
             assert_eq!(report.delivered, 1);
         }
     }
-    assert_eq!(data(&fast_seen), ["0", "1", "2", "3", "4"], "I7: others unaffected");
+    assert_eq!(
+        data(&fast_seen),
+        ["0", "1", "2", "3", "4"],
+        "I7: others unaffected"
+    );
     assert!(!hub.is_active(slow));
     let got = events(&slow_stream);
-    assert_eq!(data(&got), ["0", "1", "2"], "what fitted is still delivered, in order");
-    assert_eq!(slow_stream.drain(&mut Vec::new(), 1), Drain::Closed(CloseReason::SlowConsumer));
+    assert_eq!(
+        data(&got),
+        ["0", "1", "2"],
+        "what fitted is still delivered, in order"
+    );
+    assert_eq!(
+        slow_stream.drain(&mut Vec::new(), 1),
+        Drain::Closed(CloseReason::SlowConsumer)
+    );
     assert_eq!(hub.metrics().closes_for(CloseReason::SlowConsumer), 1);
     hub.check_invariants().unwrap();
 }

@@ -69,3 +69,8 @@ pub use registry::{
     ShutdownReport, TickReport,
 };
 pub use topics::{validate_topic, MAX_TOPIC_LEN};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -627,6 +627,16 @@ mod tests {
         assert_eq!(decode_all(b"data:x\n\n"), [event("message", "x", "")]);
     }
 
+    /// Makes the bytes the parser cares about frequent (generating a plain
+    /// byte vector and mapping it is much cheaper than a weighted union).
+    fn bias(byte: u8) -> u8 {
+        const SPECIAL: &[u8] = b"\n\n\r: \0";
+        match byte {
+            0..=47 => SPECIAL[usize::from(byte) % SPECIAL.len()],
+            _ => byte,
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
 
@@ -634,17 +644,8 @@ mod tests {
         /// stay within their limits after every chunk.
         #[test]
         fn arbitrary_input_keeps_buffers_within_limits(
-            input in proptest::collection::vec(
-                prop_oneof![
-                    4 => any::<u8>(),
-                    2 => Just(b'\n'),
-                    1 => Just(b'\r'),
-                    1 => Just(b':'),
-                    1 => Just(b' '),
-                    1 => Just(0u8),
-                ],
-                0..600,
-            ),
+            input in proptest::collection::vec(any::<u8>(), 0..600)
+                .prop_map(|bytes| bytes.into_iter().map(bias).collect::<Vec<u8>>()),
             cuts in proptest::collection::vec(1usize..40, 0..60),
             max_line in 0usize..48,
             max_event in 0usize..96,

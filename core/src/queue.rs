@@ -61,6 +61,9 @@ struct State {
     stall_since: Option<u64>,
     /// Readers blocked in `recv_blocking`.
     blocked: usize,
+    /// Deepest this queue has been; the hub-wide gauge is raised only when
+    /// this grows, so a push does not touch a shared cache line.
+    high_water: usize,
 }
 
 /// What a drain found.
@@ -96,6 +99,7 @@ impl Queue {
                 last_flush: now,
                 stall_since: None,
                 blocked: 0,
+                high_water: 0,
             }),
             ready: Condvar::new(),
             max_frames,
@@ -137,7 +141,10 @@ impl Queue {
         state.frames.push_back(frame);
         state.bytes += len;
         state.last_push = now;
-        metrics.queue_high_water.max(state.frames.len() as u64);
+        if state.frames.len() > state.high_water {
+            state.high_water = state.frames.len();
+            metrics.queue_high_water.max(state.high_water as u64);
+        }
         let waker = state.waker.take();
         let blocked = state.blocked > 0;
         drop(state);

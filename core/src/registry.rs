@@ -721,6 +721,18 @@ impl Hub {
         }
     }
 
+    /// The topic named, created if missing (without allocating when it
+    /// exists: the publish path); `Err(limit)` if creating it would exceed
+    /// `max_topics`.
+    fn topic(&self, name: &str) -> Result<Arc<Topic>, usize> {
+        if let Some(topic) = self.shared.topics.read().map.get(name) {
+            return Ok(Arc::clone(topic));
+        }
+        let name = SharedStr::from(name);
+        let mut topics = self.topics_for(std::slice::from_ref(&name))?;
+        topics.pop().ok_or(self.shared.config.max_topics)
+    }
+
     /// The topics named, created where missing; `Err(limit)` if that would
     /// exceed `max_topics`.
     fn topics_for(&self, names: &[SharedStr]) -> Result<Vec<Arc<Topic>>, usize> {
@@ -850,16 +862,12 @@ impl Hub {
         if size > limit {
             return Err(PublishError::Encode(EncodeError::TooLarge { size, limit }));
         }
-        let name: SharedStr = SharedStr::from(topic);
         let now = self.now_nanos();
         let mut slow = Vec::new();
         let (seq, delivered, expiry, unused, topic) = loop {
             let topic = self
-                .topics_for(std::slice::from_ref(&name))
-                .map_err(|limit| PublishError::TooManyTopics { limit })?
-                .into_iter()
-                .next()
-                .ok_or(PublishError::TooManyTopics { limit: 0 })?;
+                .topic(topic)
+                .map_err(|limit| PublishError::TooManyTopics { limit })?;
             let mut state = topic.state.lock();
             if state.dead {
                 continue;

@@ -1,5 +1,6 @@
 //! [`HubConfig`]: every limit and timeout of a hub, in one place.
 
+use std::fmt;
 use std::time::Duration;
 
 /// Limits, timeouts and names that shape a [`Hub`](crate::Hub).
@@ -84,5 +85,116 @@ impl Default for HubConfig {
             shutdown_retry_window: (Duration::from_secs(1), Duration::from_secs(10)),
             timer_resolution: Duration::from_millis(10),
         }
+    }
+}
+
+/// A [`HubConfig`] value that cannot work, found by [`HubConfig::validate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A limit or bound that must be at least 1 is 0.
+    Zero(&'static str),
+    /// A duration that must be positive is zero.
+    ZeroDuration(&'static str),
+    /// An event name that would break the frame (CR or LF in it).
+    BadEventName(&'static str),
+    /// The shutdown retry window ends before it starts.
+    InvertedWindow,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Zero(field) => write!(f, "{field} must be at least 1"),
+            Self::ZeroDuration(field) => write!(f, "{field} must be longer than zero"),
+            Self::BadEventName(field) => write!(f, "{field} must not contain CR or LF"),
+            Self::InvertedWindow => f.write_str("shutdown_retry_window ends before it starts"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl HubConfig {
+    /// Checks that the configuration can work. [`Hub::new`](crate::Hub::new)
+    /// accepts any value (degenerate ones behave as documented: a zero
+    /// queue bound closes every client as a slow consumer at its first
+    /// frame); servers should call this on user-supplied configuration.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let counts = [
+            ("max_clients", self.max_clients),
+            ("max_topics_per_client", self.max_topics_per_client),
+            ("max_clients_per_peer", self.max_clients_per_peer),
+            ("max_topics", self.max_topics),
+            ("queue_max_frames", self.queue_max_frames),
+            ("queue_max_bytes", self.queue_max_bytes),
+            ("max_event_bytes", self.max_event_bytes),
+        ];
+        if let Some((field, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(ConfigError::Zero(field));
+        }
+        let durations = [
+            ("replay_max_age", self.replay_max_age),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("idle_timeout", self.idle_timeout),
+            ("write_stall_timeout", self.write_stall_timeout),
+            ("timer_resolution", Some(self.timer_resolution)),
+        ];
+        if let Some((field, _)) = durations.iter().find(|(_, d)| *d == Some(Duration::ZERO)) {
+            return Err(ConfigError::ZeroDuration(field));
+        }
+        let names = [
+            ("reset_event", Some(self.reset_event.as_str())),
+            ("heartbeat_event", self.heartbeat_event.as_deref()),
+        ];
+        for (field, name) in names {
+            if name.is_some_and(|n| n.contains(['\r', '\n'])) {
+                return Err(ConfigError::BadEventName(field));
+            }
+        }
+        if self.shutdown_retry_window.0 > self.shutdown_retry_window.1 {
+            return Err(ConfigError::InvertedWindow);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_each_bad_value_is_named() {
+        assert_eq!(HubConfig::default().validate(), Ok(()));
+        let bad = HubConfig {
+            queue_max_frames: 0,
+            ..HubConfig::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::Zero("queue_max_frames")));
+        let bad = HubConfig {
+            idle_timeout: Some(Duration::ZERO),
+            ..HubConfig::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::ZeroDuration("idle_timeout"))
+        );
+        let bad = HubConfig {
+            reset_event: "a\nb".into(),
+            ..HubConfig::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::BadEventName("reset_event"))
+        );
+        let bad = HubConfig {
+            shutdown_retry_window: (Duration::from_secs(2), Duration::from_secs(1)),
+            ..HubConfig::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::InvertedWindow));
     }
 }

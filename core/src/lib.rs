@@ -56,7 +56,7 @@ mod replay;
 pub mod sync;
 mod topics;
 
-pub use config::HubConfig;
+pub use config::{ConfigError, HubConfig};
 pub use error::{
     ActivateError, InvariantViolation, PublishError, ReserveError, SendError, SubscribeError,
     TopicError,

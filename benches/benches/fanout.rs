@@ -1,0 +1,197 @@
+//! Publish fan-out: the cost per delivered frame at 1, 100 and 10 000
+//! subscribers (`Throughput::Elements(subscribers)`, so criterion's
+//! "elem/s" is frames delivered per second).
+//!
+//! | id | what one iteration does |
+//! |---|---|
+//! | `floor` | per subscriber: one `Bytes` clone + one push on a `Mutex<VecDeque<Bytes>>` |
+//! | `ssehub` | `Hub::publish`: id, encode once, replay ring, push to every queue |
+//! | `ssehub+drain` | the same, plus every subscriber's writer draining its frame |
+//! | `baseline_a` | the Node design's broadcast: a `format!` per subscriber, pushed to its queue |
+//! | `baseline_a+drain` | the same, plus every subscriber taking its string |
+//! | `baseline_b` | `broadcast::Sender::send`, then every receiver's `try_recv` and the `axum::response::sse::Event` it formats |
+//!
+//! Queues are drained between timed batches (outside the timing) so the
+//! bench measures fan-out, not queue growth or overflow; the batch size
+//! keeps at most ~100 000 frames queued.
+//!
+//! Run: `cargo bench -p ssehub-benches --bench fanout`.
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ssehub_benches::baseline_a::NodeStyleHub;
+use ssehub_benches::baseline_b::{to_sse_event, BroadcastHub};
+use ssehub_benches::floor::FloorQueues;
+use ssehub_core::codec::Event;
+use ssehub_core::{ClientStream, Hub, HubConfig, ReserveOptions};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// A small payload, as a JSON notification would be.
+const PAYLOAD: &str = r#"{"type":"update","id":123456,"status":"ok"}"#;
+const SIZES: [usize; 3] = [1, 100, 10_000];
+/// Frames a batch may leave queued in total before an untimed drain.
+const QUEUED_LIMIT: u64 = 100_000;
+
+fn batch_len(subscribers: usize) -> u64 {
+    (QUEUED_LIMIT / subscribers as u64).clamp(1, 512)
+}
+
+/// Runs `iters` timed calls of `timed`, in batches of `batch`, calling the
+/// untimed `between` after each batch.
+fn batched(iters: u64, batch: u64, mut timed: impl FnMut(), mut between: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(batch);
+        let start = Instant::now();
+        for _ in 0..n {
+            timed();
+        }
+        total += start.elapsed();
+        between();
+        left -= n;
+    }
+    total
+}
+
+fn ssehub_with(subscribers: usize) -> (Hub, Vec<ClientStream>) {
+    let config = HubConfig {
+        queue_max_frames: 1024,
+        // Replay is on (the default ring), as in production.
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config, Instant::now());
+    let streams = (0..subscribers)
+        .map(|_| {
+            let r = hub
+                .reserve(ReserveOptions::new().topic("t"))
+                .expect("reserve");
+            let s = r.stream();
+            r.activate().expect("activate");
+            s
+        })
+        .collect();
+    (hub, streams)
+}
+
+fn drain_streams(streams: &[ClientStream], out: &mut Vec<Bytes>) {
+    for s in streams {
+        out.clear();
+        let _ = s.drain(out, usize::MAX);
+    }
+}
+
+fn fanout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fanout");
+    for &subscribers in &SIZES {
+        group.throughput(Throughput::Elements(subscribers as u64));
+        let batch = batch_len(subscribers);
+        if subscribers >= 10_000 {
+            group.sample_size(30);
+        }
+
+        // The floor.
+        let floor = FloorQueues::new(subscribers);
+        let frame = Event::new(PAYLOAD).to_bytes().expect("encode");
+        group.bench_function(BenchmarkId::new("floor", subscribers), |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    iters,
+                    batch,
+                    || {
+                        black_box(floor.fan_out(&frame));
+                    },
+                    || {
+                        floor.drain_all();
+                    },
+                )
+            })
+        });
+        drop(floor);
+
+        // ssehub, publish only.
+        let (hub, streams) = ssehub_with(subscribers);
+        let event = Event::new(PAYLOAD);
+        let mut out = Vec::new();
+        group.bench_function(BenchmarkId::new("ssehub", subscribers), |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    iters,
+                    batch,
+                    || {
+                        let report = hub.publish("t", &event).expect("publish");
+                        debug_assert_eq!(report.delivered, subscribers);
+                        black_box(report);
+                    },
+                    || drain_streams(&streams, &mut out),
+                )
+            })
+        });
+        // ssehub, publish + every writer's drain.
+        group.bench_function(BenchmarkId::new("ssehub+drain", subscribers), |b| {
+            b.iter(|| {
+                black_box(hub.publish("t", &event).expect("publish"));
+                drain_streams(&streams, &mut out);
+            })
+        });
+        drop(streams);
+        drop(hub);
+
+        // Baseline A.
+        let node = NodeStyleHub::new();
+        let queues: Vec<_> = (0..subscribers)
+            .map(|_| {
+                let (id, res) = node.register_client();
+                node.subscribe(&id, "t");
+                res
+            })
+            .collect();
+        let drain_a = || {
+            for q in &queues {
+                q.lock().clear();
+            }
+        };
+        drain_a();
+        group.bench_function(BenchmarkId::new("baseline_a", subscribers), |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    iters,
+                    batch,
+                    || {
+                        black_box(node.broadcast("t", PAYLOAD));
+                    },
+                    drain_a,
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new("baseline_a+drain", subscribers), |b| {
+            b.iter(|| {
+                black_box(node.broadcast("t", PAYLOAD));
+                for q in &queues {
+                    black_box(q.lock().pop_front());
+                }
+            })
+        });
+        drop(queues);
+        drop(node);
+
+        // Baseline B.
+        let hub_b = BroadcastHub::new(1024);
+        let mut receivers: Vec<_> = (0..subscribers).map(|_| hub_b.subscribe("t")).collect();
+        group.bench_function(BenchmarkId::new("baseline_b", subscribers), |b| {
+            b.iter(|| {
+                let (_, delivered) = hub_b.publish("t", None, PAYLOAD.to_owned());
+                debug_assert_eq!(delivered, subscribers);
+                for rx in &mut receivers {
+                    let message = rx.try_recv().expect("message");
+                    let _event = black_box(to_sse_event(message));
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fanout);
+criterion_main!(benches);

@@ -1,0 +1,336 @@
+//! [`SseEndpoint`]: turns an HTTP request into a registered client and its
+//! SSE response — the part of the hub server that embedders reuse as is.
+//!
+//! - `GET ?topic=a&topic=b` subscribes to the topics named (at least one);
+//!   `Last-Event-ID` comes from the header, or from the `lastEventId`
+//!   query parameter that EventSource polyfills send; other parameters are
+//!   ignored, a malformed query string is a 400;
+//! - the [`Authorizer`] hook runs before anything is reserved and answers
+//!   401/403 with a JSON body;
+//! - the peer's IP address is the core's peer tag, so `max_clients_per_peer`
+//!   is a per-IP limit; limits answer 503 with `Retry-After`;
+//! - CORS: a request whose `Origin` is configured gets
+//!   `Access-Control-Allow-Origin: <origin>` and
+//!   `Access-Control-Allow-Credentials: true` (cross-origin EventSource with
+//!   `withCredentials`), and `OPTIONS` preflights are answered.
+
+use crate::io::WriteTracker;
+use crate::respond::{json_error, open, BoxBody, SseSettings};
+use http::request::Parts;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use ssehub_core::{Hub, ReserveOptions};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the endpoint knows of the connection a request came on.
+#[derive(Clone, Debug, Default)]
+pub struct ConnInfo {
+    /// The peer's address, if known (it feeds the per-IP limit).
+    pub peer: Option<SocketAddr>,
+    /// The connection's write tracker, if its transport is a
+    /// [`TrackedIo`](crate::TrackedIo).
+    pub tracker: Option<WriteTracker>,
+}
+
+/// The auth hook: sees the request head before anything is reserved.
+pub type Authorizer = Arc<dyn Fn(&Parts) -> Result<(), Rejection> + Send + Sync>;
+
+/// An auth hook's refusal: 401 (no or unknown credentials) or 403
+/// (credentials that do not allow this).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    status: StatusCode,
+    message: String,
+}
+
+impl Rejection {
+    /// 401 Unauthorized, with `WWW-Authenticate: Bearer`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+        }
+    }
+
+    /// 403 Forbidden.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+        }
+    }
+
+    /// The status answered.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message in the JSON body.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// `{"error": "<message>"}` with the status (and `WWW-Authenticate` on
+    /// a 401).
+    pub fn to_response(&self) -> Response<BoxBody> {
+        let mut response = json_error(self.status, &self.message);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Origins allowed to open streams cross-origin.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Cors {
+    #[default]
+    None,
+    /// `*`: any origin (echoed back, as credentials forbid a literal `*`).
+    Any,
+    List(Vec<String>),
+}
+
+/// The SSE endpoint: a hub, how streams are shaped, an optional auth hook
+/// and CORS origins. Cheap to clone.
+///
+/// # Examples
+///
+/// ```
+/// use ssehub_core::{Hub, HubConfig};
+/// use ssehub_tokio::{endpoint::ConnInfo, Rejection, SseEndpoint};
+///
+/// let hub = Hub::new(HubConfig::default(), ssehub_tokio::now());
+/// let endpoint = SseEndpoint::new(hub.clone())
+///     .with_authorizer(|parts| match parts.headers.get("authorization") {
+///         Some(_) => Ok(()),
+///         None => Err(Rejection::unauthorized("a bearer token is required")),
+///     });
+/// let (parts, ()) = http::Request::get("/events?topic=news").body(()).unwrap().into_parts();
+/// let response = endpoint.handle(&parts, &ConnInfo::default());
+/// assert_eq!(response.status(), 401);
+/// assert_eq!(hub.len(), 0);
+/// ```
+#[derive(Clone)]
+pub struct SseEndpoint {
+    hub: Hub,
+    settings: Arc<SseSettings>,
+    authorizer: Option<Authorizer>,
+    cors: Arc<Cors>,
+}
+
+impl fmt::Debug for SseEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseEndpoint")
+            .field("hub", &self.hub)
+            .field("settings", &self.settings)
+            .field("authorizer", &self.authorizer.is_some())
+            .field("cors", &self.cors)
+            .finish()
+    }
+}
+
+impl SseEndpoint {
+    /// An endpoint for `hub` with default [`SseSettings`], no auth, no CORS.
+    pub fn new(hub: Hub) -> Self {
+        Self {
+            hub,
+            settings: Arc::new(SseSettings::default()),
+            authorizer: None,
+            cors: Arc::new(Cors::None),
+        }
+    }
+
+    /// Shapes streams with `settings`.
+    #[must_use]
+    pub fn with_settings(mut self, settings: SseSettings) -> Self {
+        self.settings = Arc::new(settings);
+        self
+    }
+
+    /// Runs `authorize` on every request before reserving anything.
+    #[must_use]
+    pub fn with_authorizer<F>(mut self, authorize: F) -> Self
+    where
+        F: Fn(&Parts) -> Result<(), Rejection> + Send + Sync + 'static,
+    {
+        self.authorizer = Some(Arc::new(authorize));
+        self
+    }
+
+    /// Allows these origins (`scheme://host[:port]`, or `*` for any) to open
+    /// streams cross-origin, with credentials.
+    #[must_use]
+    pub fn with_cors_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let origins: Vec<String> = origins.into_iter().map(Into::into).collect();
+        self.cors = Arc::new(if origins.iter().any(|o| o == "*") {
+            Cors::Any
+        } else if origins.is_empty() {
+            Cors::None
+        } else {
+            Cors::List(origins)
+        });
+        self
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// How streams are shaped.
+    pub fn settings(&self) -> &SseSettings {
+        &self.settings
+    }
+
+    /// Answers one request: a stream, a preflight, or an error response
+    /// (JSON `{"error": ...}`). Never panics; every refusal leaves nothing
+    /// in the hub.
+    pub fn handle(&self, parts: &Parts, conn: &ConnInfo) -> Response<BoxBody> {
+        let origin = self.allowed_origin(parts);
+        let mut response = match parts.method {
+            Method::GET => self.get(parts, conn),
+            Method::OPTIONS => {
+                let mut response = Response::new(crate::respond::full(""));
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                if origin.is_some() {
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        header::ACCESS_CONTROL_ALLOW_METHODS,
+                        HeaderValue::from_static("GET"),
+                    );
+                    headers.insert(
+                        header::ACCESS_CONTROL_ALLOW_HEADERS,
+                        HeaderValue::from_static("last-event-id, cache-control, authorization"),
+                    );
+                    headers.insert(
+                        header::ACCESS_CONTROL_MAX_AGE,
+                        HeaderValue::from_static("600"),
+                    );
+                }
+                response
+            }
+            _ => {
+                let mut response =
+                    json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET to open a stream");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+                response
+            }
+        };
+        if let Some(origin) = origin {
+            let headers = response.headers_mut();
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("client-id"),
+            );
+        }
+        if !matches!(*self.cors, Cors::None) {
+            response
+                .headers_mut()
+                .append(header::VARY, HeaderValue::from_static("origin"));
+        }
+        response
+    }
+
+    /// The request's [`ReserveOptions`]: topics and `Last-Event-ID` from the
+    /// request, the peer's IP address as the peer tag.
+    ///
+    /// # Errors
+    ///
+    /// A 400 response for a malformed query string or no topic.
+    #[allow(clippy::result_large_err)]
+    pub fn reserve_options(
+        &self,
+        parts: &Parts,
+        conn: &ConnInfo,
+    ) -> Result<ReserveOptions, Response<BoxBody>> {
+        let pairs = crate::query::parse(parts.uri.query().unwrap_or(""))
+            .map_err(|e| json_error(StatusCode::BAD_REQUEST, &e.to_string()))?;
+        let mut opts = ReserveOptions::new();
+        let mut topics = 0;
+        let mut query_last_id = None;
+        for (name, value) in pairs {
+            match name.as_str() {
+                "topic" => {
+                    opts = opts.topic(value);
+                    topics += 1;
+                }
+                "lastEventId" => query_last_id = Some(value),
+                _ => {}
+            }
+        }
+        if topics == 0 {
+            return Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "at least one `topic` query parameter is required",
+            ));
+        }
+        let header_last_id = parts
+            .headers
+            .get("last-event-id")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        // The header wins: a polyfill's query parameter is the fallback.
+        if let Some(last) = header_last_id.or(query_last_id) {
+            if !last.is_empty() {
+                opts = opts.last_event_id(last);
+            }
+        }
+        if let Some(peer) = conn.peer {
+            opts = opts.peer(peer.ip().to_string());
+        }
+        Ok(opts)
+    }
+
+    fn get(&self, parts: &Parts, conn: &ConnInfo) -> Response<BoxBody> {
+        if let Some(authorize) = &self.authorizer {
+            if let Err(rejection) = authorize(parts) {
+                tracing::debug!(%rejection, "stream refused by the auth hook");
+                return rejection.to_response();
+            }
+        }
+        let opts = match self.reserve_options(parts, conn) {
+            Ok(opts) => opts,
+            Err(response) => return response,
+        };
+        match open(&self.hub, &self.settings, opts, conn.tracker.clone()) {
+            Ok(response) => response.map(BodyExt::boxed),
+            Err(error) => {
+                tracing::debug!(%error, peer = ?conn.peer, "stream refused");
+                error.to_response(self.settings.busy_retry_after)
+            }
+        }
+    }
+
+    fn allowed_origin(&self, parts: &Parts) -> Option<HeaderValue> {
+        let origin = parts.headers.get(header::ORIGIN)?;
+        let allowed = match &*self.cors {
+            Cors::None => false,
+            Cors::Any => true,
+            Cors::List(list) => list.iter().any(|o| o.as_bytes() == origin.as_bytes()),
+        };
+        allowed.then(|| origin.clone())
+    }
+}

@@ -1,0 +1,434 @@
+//! The server's configuration: command-line flags and environment
+//! variables ([`Args`], parsed by clap), checked and turned into a
+//! [`ServerConfig`] with a clear error for anything inconsistent.
+
+use crate::respond::SseSettings;
+use clap::Parser;
+use ssehub_core::HubConfig;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Flags of the `ssehub` binary; each has an `SSEHUB_*` environment
+/// variable. Durations are written `500ms`, `15s`, `2m`, `1h` (a bare number
+/// is seconds); `off` (or `0`) disables an optional one, which the parsed
+/// value records as a zero duration.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "ssehub", version, about = "A Server-Sent Events hub")]
+#[non_exhaustive]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "SSEHUB_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Bearer token for POST /publish, POST /clients/{id}/send and
+    /// DELETE /clients/{id}. If absent, a random one is generated and logged.
+    #[arg(long, env = "SSEHUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Bearer token required to open streams (`Authorization: Bearer` or
+    /// `?access_token=`); streams are open to anyone if absent.
+    #[arg(long, env = "SSEHUB_SUBSCRIBE_TOKEN", hide_env_values = true)]
+    pub subscribe_token: Option<String>,
+    /// Heartbeat after this long without a frame to a client.
+    #[arg(long, env = "SSEHUB_HEARTBEAT", default_value = "15s", value_parser = parse_optional_duration)]
+    pub heartbeat: Duration,
+    /// Send heartbeats as this named event instead of a comment.
+    #[arg(long, env = "SSEHUB_HEARTBEAT_EVENT")]
+    pub heartbeat_event: Option<String>,
+    /// Close a client when nothing was flushed to it for this long.
+    #[arg(long, env = "SSEHUB_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_optional_duration)]
+    pub idle_timeout: Duration,
+    /// Close a client whose queue made no write progress for this long.
+    #[arg(long, env = "SSEHUB_STALL_TIMEOUT", default_value = "30s", value_parser = parse_optional_duration)]
+    pub stall_timeout: Duration,
+    /// Bound of each client's queue, in frames.
+    #[arg(long, env = "SSEHUB_QUEUE_FRAMES", default_value_t = 1024)]
+    pub queue_frames: usize,
+    /// Bound of each client's queue, in bytes.
+    #[arg(long, env = "SSEHUB_QUEUE_BYTES", default_value_t = 4 << 20)]
+    pub queue_bytes: usize,
+    /// Events each topic retains for replay.
+    #[arg(long, env = "SSEHUB_REPLAY_SIZE", default_value_t = 1024)]
+    pub replay_size: usize,
+    /// Age after which retained events expire.
+    #[arg(long, env = "SSEHUB_REPLAY_AGE", default_value = "5m", value_parser = parse_optional_duration)]
+    pub replay_age: Duration,
+    /// Most clients at once.
+    #[arg(long, env = "SSEHUB_MAX_CLIENTS", default_value_t = 100_000)]
+    pub max_clients: usize,
+    /// Most clients from one IP address.
+    #[arg(long, env = "SSEHUB_MAX_CLIENTS_PER_IP", default_value_t = 10_000)]
+    pub max_clients_per_ip: usize,
+    /// Most topics one client may subscribe to.
+    #[arg(long, env = "SSEHUB_MAX_TOPICS_PER_CLIENT", default_value_t = 64)]
+    pub max_topics_per_client: usize,
+    /// Most topics the hub keeps.
+    #[arg(long, env = "SSEHUB_MAX_TOPICS", default_value_t = 100_000)]
+    pub max_topics: usize,
+    /// Largest request body (and event) accepted, in bytes.
+    #[arg(long, env = "SSEHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Origins allowed to open streams cross-origin (repeat the flag, or
+    /// separate with commas); `*` allows any.
+    #[arg(
+        long = "cors-origin",
+        env = "SSEHUB_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Open each stream with `event: welcome` carrying the client id.
+    #[arg(long, env = "SSEHUB_WELCOME", default_value_t = true, action = clap::ArgAction::Set)]
+    pub welcome: bool,
+    /// The `retry:` hint (browser reconnect delay) that opens each stream.
+    #[arg(long, env = "SSEHUB_RETRY", default_value = "3s", value_parser = parse_optional_duration)]
+    pub retry: Duration,
+    /// Name of the event sent before a fatal kick (`DELETE /clients/{id}?fatal=true`).
+    #[arg(long, env = "SSEHUB_FATAL_EVENT", default_value = "fatal")]
+    pub fatal_event: String,
+    /// Name of the event every client gets when the server shuts down.
+    #[arg(long, env = "SSEHUB_SHUTDOWN_EVENT", default_value = "shutdown")]
+    pub shutdown_event: String,
+    /// Name of the event telling a client its Last-Event-ID cannot be replayed.
+    #[arg(long, env = "SSEHUB_RESET_EVENT", default_value = "reset")]
+    pub reset_event: String,
+    /// How long a graceful shutdown waits for streams to drain.
+    #[arg(long, env = "SSEHUB_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// A checked server configuration. Build it from [`Args`] with
+/// [`ServerConfig::from_args`], or from [`ServerConfig::default`] in tests.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks a free one).
+    pub addr: SocketAddr,
+    /// The hub's limits and timeouts.
+    pub hub: HubConfig,
+    /// How streams are shaped.
+    pub sse: SseSettings,
+    /// Bearer token of the publishing and admin routes.
+    pub token: String,
+    /// Bearer token for opening streams, if required.
+    pub subscribe_token: Option<String>,
+    /// CORS origins of `/events`.
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Name of the event sent before a fatal kick.
+    pub fatal_event: String,
+    /// Name of the final event of a shutdown.
+    pub shutdown_event: String,
+    /// How long a graceful shutdown waits for streams to drain.
+    pub drain_timeout: Duration,
+    /// Longest the tick driver sleeps (how late a deadline may fire).
+    pub tick_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    /// `127.0.0.1:8080`, the core's defaults, a random token.
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            hub: HubConfig {
+                epoch: epoch_now(),
+                ..HubConfig::default()
+            },
+            sse: SseSettings::default(),
+            token: random_token(),
+            subscribe_token: None,
+            cors_origins: Vec::new(),
+            max_body_bytes: 1 << 20,
+            fatal_event: "fatal".to_owned(),
+            shutdown_event: "shutdown".to_owned(),
+            drain_timeout: Duration::from_secs(5),
+            tick_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Whether the token came from the configuration or was generated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `--token` / `SSEHUB_TOKEN`.
+    Configured,
+    /// Generated at start (the binary logs it).
+    Generated,
+}
+
+/// A configuration that cannot work, with what to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ServerConfig {
+    /// Checks `args` and builds the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the flag and the problem: zero bounds, a
+    /// heartbeat not shorter than the idle timeout (healthy quiet clients
+    /// would be dropped), a queue smaller than one event, malformed tokens,
+    /// CORS origins or event names.
+    pub fn from_args(args: Args) -> Result<(Self, TokenSource), ConfigError> {
+        let enabled = |d: Duration| Some(d).filter(|d| !d.is_zero());
+        let (heartbeat, idle_timeout) = (enabled(args.heartbeat), enabled(args.idle_timeout));
+        let err = |msg: String| Err(ConfigError(msg));
+        for (flag, value) in [
+            ("--queue-frames", args.queue_frames),
+            ("--queue-bytes", args.queue_bytes),
+            ("--max-clients", args.max_clients),
+            ("--max-clients-per-ip", args.max_clients_per_ip),
+            ("--max-topics-per-client", args.max_topics_per_client),
+            ("--max-topics", args.max_topics),
+            ("--max-body-bytes", args.max_body_bytes),
+        ] {
+            if value == 0 {
+                return err(format!("{flag} must be at least 1"));
+            }
+        }
+        if args.queue_bytes < args.max_body_bytes {
+            return err(format!(
+                "--queue-bytes ({}) must be at least --max-body-bytes ({}): a single event would overflow a client's queue",
+                args.queue_bytes, args.max_body_bytes
+            ));
+        }
+        if let (Some(heartbeat), Some(idle)) = (heartbeat, idle_timeout) {
+            if heartbeat >= idle {
+                return err(format!(
+                    "--heartbeat ({heartbeat:?}) must be shorter than --idle-timeout ({idle:?}), or quiet clients are dropped as idle"
+                ));
+            }
+        }
+        if idle_timeout.is_some() && heartbeat.is_none() {
+            return err(
+                "--idle-timeout needs heartbeats (--heartbeat), or quiet clients are dropped as idle; set --idle-timeout off"
+                    .to_owned(),
+            );
+        }
+        for (flag, name) in [
+            ("--fatal-event", &args.fatal_event),
+            ("--shutdown-event", &args.shutdown_event),
+            ("--reset-event", &args.reset_event),
+        ]
+        .into_iter()
+        .chain(
+            args.heartbeat_event
+                .as_ref()
+                .map(|n| ("--heartbeat-event", n)),
+        ) {
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return err(format!(
+                    "{flag} must be a non-empty name without control characters"
+                ));
+            }
+        }
+        for origin in &args.cors_origins {
+            if !valid_origin(origin) {
+                return err(format!(
+                    "--cors-origin {origin:?} is not `*` or scheme://host[:port] (no path, no trailing slash)"
+                ));
+            }
+        }
+        let (token, source) = match args.token {
+            Some(token) => {
+                check_token("--token", &token)?;
+                (token, TokenSource::Configured)
+            }
+            None => (random_token(), TokenSource::Generated),
+        };
+        if let Some(token) = &args.subscribe_token {
+            check_token("--subscribe-token", token)?;
+        }
+        let hub = HubConfig {
+            epoch: epoch_now(),
+            max_clients: args.max_clients,
+            max_topics_per_client: args.max_topics_per_client,
+            max_clients_per_peer: args.max_clients_per_ip,
+            max_topics: args.max_topics,
+            queue_max_frames: args.queue_frames,
+            queue_max_bytes: args.queue_bytes,
+            max_event_bytes: args.max_body_bytes,
+            replay_capacity: args.replay_size,
+            replay_max_age: enabled(args.replay_age),
+            heartbeat_interval: heartbeat,
+            heartbeat_event: args.heartbeat_event,
+            idle_timeout,
+            write_stall_timeout: enabled(args.stall_timeout),
+            reset_event: args.reset_event,
+            ..HubConfig::default()
+        };
+        let sse = SseSettings {
+            retry: enabled(args.retry),
+            welcome: args.welcome,
+            ..SseSettings::default()
+        };
+        let config = Self {
+            addr: args.addr,
+            hub,
+            sse,
+            token,
+            subscribe_token: args.subscribe_token,
+            cors_origins: args.cors_origins,
+            max_body_bytes: args.max_body_bytes,
+            fatal_event: args.fatal_event,
+            shutdown_event: args.shutdown_event,
+            drain_timeout: args.drain_timeout,
+            ..Self::default()
+        };
+        Ok((config, source))
+    }
+}
+
+fn check_token(flag: &str, token: &str) -> Result<(), ConfigError> {
+    if token.len() < 8 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError(format!(
+            "{flag} must be at least 8 visible ASCII characters, without spaces"
+        )));
+    }
+    Ok(())
+}
+
+fn valid_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(['/', '?', '#', ' '])
+}
+
+/// Milliseconds since the Unix epoch: the hub's epoch, so ids from a
+/// previous instance are recognised.
+fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// 128 random bits as hex, from the standard library's OS-seeded hasher
+/// keys (no extra dependency for one token).
+pub(crate) fn random_token() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(32);
+    for salt in 0..2u64 {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u64(salt);
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        out.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    out
+}
+
+/// `500ms`, `15s`, `2m`, `1h`, or a bare number of seconds.
+///
+/// # Errors
+///
+/// A message naming the accepted forms.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let bad = || format!("invalid duration {s:?}: use e.g. 500ms, 15s, 2m or 1h");
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = |mul: u64| n.checked_mul(mul).map(Duration::from_secs).ok_or_else(bad);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        _ => Err(bad()),
+    }
+}
+
+/// Like [`parse_duration`], with `off` (or `0`) meaning disabled, which
+/// is returned as [`Duration::ZERO`].
+///
+/// # Errors
+///
+/// As [`parse_duration`].
+pub fn parse_optional_duration(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "off" | "none" => Ok(Duration::ZERO),
+        s => parse_duration(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<(ServerConfig, TokenSource), String> {
+        let args = Args::try_parse_from(std::iter::once("ssehub").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        ServerConfig::from_args(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_work_and_generate_a_token() {
+        let (config, source) = parse(&[]).unwrap();
+        assert_eq!(source, TokenSource::Generated);
+        assert_eq!(config.token.len(), 32);
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.hub.heartbeat_interval, Some(Duration::from_secs(15)));
+        assert!(config.sse.welcome);
+    }
+
+    #[test]
+    fn flags_reach_the_config() {
+        let (config, source) = parse(&[
+            "--addr=0.0.0.0:9000",
+            "--token=secret-token",
+            "--heartbeat=500ms",
+            "--idle-timeout=off",
+            "--stall-timeout=2m",
+            "--cors-origin=https://a.example,http://b.example:8080",
+            "--welcome=false",
+        ])
+        .unwrap();
+        assert_eq!(source, TokenSource::Configured);
+        assert_eq!(config.token, "secret-token");
+        assert_eq!(
+            config.hub.heartbeat_interval,
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(config.hub.idle_timeout, None);
+        assert_eq!(
+            config.hub.write_stall_timeout,
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(config.cors_origins.len(), 2);
+        assert!(!config.sse.welcome);
+    }
+
+    #[test]
+    fn bad_config_is_refused_with_the_flag_named() {
+        for (args, needle) in [
+            (&["--heartbeat=90s"][..], "--heartbeat"),
+            (&["--queue-frames=0"][..], "--queue-frames"),
+            (&["--token=short"][..], "--token"),
+            (&["--cors-origin=https://a.example/"][..], "--cors-origin"),
+            (&["--heartbeat=soon"][..], "invalid duration"),
+            (&["--addr=nowhere"][..], "--addr"),
+            (&["--heartbeat=off"][..], "--idle-timeout"),
+            (&["--queue-bytes=10"][..], "--queue-bytes"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+}

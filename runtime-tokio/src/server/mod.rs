@@ -1,0 +1,159 @@
+//! The `ssehub` hub server, as a library so that tests (and embedders who
+//! want the whole server) can start it in-process on any port.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`config`] | flags and environment ([`Args`]), checked into a [`ServerConfig`] |
+//! | `routes` | the HTTP routes (`/events`, `/publish`, `/clients/{id}…`, `/metrics`, `/healthz`, `/`) |
+//! | `metrics` | Prometheus text |
+//! | `demo.html` | the demo page served at `/` |
+//!
+//! ```no_run
+//! use ssehub_tokio::server::{Server, ServerConfig};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let config = ServerConfig {
+//!     addr: "127.0.0.1:0".parse().unwrap(),
+//!     ..ServerConfig::default()
+//! };
+//! let server = Server::start(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+mod metrics;
+mod routes;
+
+pub use config::{Args, ConfigError, ServerConfig, TokenSource};
+
+use crate::driver::Driver;
+use crate::serve::{self, ServeHandle};
+use routes::App;
+use ssehub_core::codec::Event;
+use ssehub_core::Hub;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// A running hub server.
+#[derive(Debug)]
+pub struct Server {
+    hub: Hub,
+    config: Arc<ServerConfig>,
+    serve: ServeHandle,
+    driver: Driver,
+}
+
+/// What a graceful shutdown did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownSummary {
+    /// Streams that were sent the final event and closed.
+    pub streams_closed: usize,
+    /// Whether every connection finished before the drain deadline.
+    pub drained_in_time: bool,
+}
+
+impl Server {
+    /// Binds `config.addr`, starts the tick driver and serves.
+    ///
+    /// # Errors
+    ///
+    /// The bind error (address in use, permission denied, …).
+    pub async fn start(config: ServerConfig) -> io::Result<Self> {
+        let listener = TcpListener::bind(config.addr).await?;
+        Ok(Self::with_listener(listener, config))
+    }
+
+    /// Serves on an already bound listener (`config.addr` is ignored).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn with_listener(listener: TcpListener, config: ServerConfig) -> Self {
+        let config = Arc::new(config);
+        let hub = Hub::new(config.hub.clone(), crate::now());
+        let driver = Driver::spawn(hub.clone(), config.tick_interval);
+        let app = Arc::new(App::new(hub.clone(), Arc::clone(&config)));
+        let handler_app = Arc::clone(&app);
+        let serve = serve::spawn(listener, move |request, conn| {
+            let app = Arc::clone(&handler_app);
+            async move { app.route(request, conn).await }
+        });
+        let _ = app.open_connections.set(serve.open_gauge());
+        tracing::info!(addr = %serve.local_addr(), "ssehub listening");
+        Self {
+            hub,
+            config,
+            serve,
+            driver,
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.serve.local_addr()
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until<F: Future>(self, signal: F) -> ShutdownSummary {
+        signal.await;
+        self.shutdown().await
+    }
+
+    /// Graceful shutdown: stop accepting, send every stream the final
+    /// event (`event: <shutdown_event>`, with its own jittered `retry:`)
+    /// and close it, let the writers drain within `drain_timeout`, stop the
+    /// driver.
+    pub async fn shutdown(mut self) -> ShutdownSummary {
+        self.serve.stop_accepting().await;
+        let final_event = Event::new(serde_json::json!({"reason": "shutdown"}).to_string())
+            .with_event(self.config.shutdown_event.as_str());
+        let streams_closed = match self.hub.shutdown(Some(&final_event)) {
+            Ok(report) => report.closed,
+            Err(error) => {
+                // The name was validated at startup; close without it.
+                tracing::error!(%error, "final event not encodable; closing without it");
+                self.hub.shutdown(None).map_or(0, |r| r.closed)
+            }
+        };
+        tracing::info!(streams_closed, "shutting down: draining streams");
+        let drained_in_time = self.serve.drain(self.config.drain_timeout).await;
+        self.driver.stop().await;
+        tracing::info!(drained_in_time, "shut down");
+        ShutdownSummary {
+            streams_closed,
+            drained_in_time,
+        }
+    }
+}
+
+/// The demo page with the configured event names filled in.
+fn demo_page(config: &ServerConfig) -> String {
+    let names = serde_json::json!({
+        "welcome": config.sse.welcome_event,
+        "reset": config.hub.reset_event,
+        "fatal": config.fatal_event,
+        "shutdown": config.shutdown_event,
+        "heartbeat": config.hub.heartbeat_event,
+    })
+    .to_string()
+    // Inside a <script>: no `</script>` can be spelled by a name.
+    .replace('<', "\\u003c");
+    include_str!("demo.html").replace("/*CONFIG*/null", &names)
+}

@@ -1,0 +1,375 @@
+//! The hub server's routes. Every error answer is JSON `{"error": "..."}`.
+//!
+//! | route | does | errors |
+//! |---|---|---|
+//! | `GET /events?topic=a&topic=b` | opens a stream ([`SseEndpoint`]) | 400 query, 401/403 subscribe token, 503 limits |
+//! | `POST /publish` `{topic, event?, data}` | publishes, answers `{"id", "delivered"}` | 401/403, 413 too large, 415 not JSON, 400 malformed JSON, 422 unknown fields or bad topic, 503 |
+//! | `POST /clients/{id}/send` `{event?, data}` | sends to one client, answers `{"sent": true}` | 400 bad id, 404 unknown client, as publish |
+//! | `DELETE /clients/{id}[?fatal=true]` | kicks (after the fatal event), answers `{"closed": true}` | 400 bad id or query, 404 unknown client |
+//! | `GET /metrics` | Prometheus text | |
+//! | `GET /healthz` | `{"status": "ok"}` | |
+//! | `GET /` | the demo page | |
+//!
+//! `data` may be any JSON value: a string is sent as is, anything else as
+//! its compact JSON text.
+
+use super::config::ServerConfig;
+use super::metrics::{self, ServerFigures};
+use crate::endpoint::{ConnInfo, Rejection, SseEndpoint};
+use crate::respond::{full, json_error, BoxBody};
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use ssehub_core::codec::{EncodeError, Event};
+use ssehub_core::{ClientId, CloseOutcome, CloseReason, Hub, PublishError, SendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// `POST /publish` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    topic: String,
+    #[serde(default)]
+    event: Option<String>,
+    data: serde_json::Value,
+}
+
+/// `POST /clients/{id}/send` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    #[serde(default)]
+    event: Option<String>,
+    data: serde_json::Value,
+}
+
+/// The application: everything a request needs.
+pub(crate) struct App {
+    hub: Hub,
+    config: Arc<ServerConfig>,
+    endpoint: SseEndpoint,
+    demo_page: Bytes,
+    start_time_seconds: f64,
+    pub(crate) open_connections: OnceLock<Arc<AtomicUsize>>,
+}
+
+type Answer = Response<BoxBody>;
+
+impl App {
+    pub(crate) fn new(hub: Hub, config: Arc<ServerConfig>) -> Self {
+        let mut endpoint = SseEndpoint::new(hub.clone())
+            .with_settings(config.sse.clone())
+            .with_cors_origins(config.cors_origins.iter().cloned());
+        if let Some(token) = config.subscribe_token.clone() {
+            endpoint = endpoint.with_authorizer(move |parts| {
+                let query_token = crate::query::parse(parts.uri.query().unwrap_or(""))
+                    .ok()
+                    .and_then(|pairs| {
+                        pairs
+                            .into_iter()
+                            .find(|(name, _)| name == "access_token")
+                            .map(|(_, value)| value)
+                    });
+                match bearer(&parts.headers).or(query_token) {
+                    None => Err(Rejection::unauthorized(
+                        "a subscribe token is required (Authorization: Bearer or ?access_token=)",
+                    )),
+                    Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+                    Some(_) => Err(Rejection::forbidden("the subscribe token is not valid")),
+                }
+            });
+        }
+        let demo_page = Bytes::from(super::demo_page(&config));
+        let start_time_seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        Self {
+            hub,
+            config,
+            endpoint,
+            demo_page,
+            start_time_seconds,
+            open_connections: OnceLock::new(),
+        }
+    }
+
+    pub(crate) async fn route(&self, request: Request<Incoming>, conn: ConnInfo) -> Answer {
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        let segments: Vec<&str> = path.split('/').skip(1).collect();
+        let response = match (segments.as_slice(), &method) {
+            (["events"], _) => self.endpoint.handle(&request.into_parts().0, &conn),
+            ([""], &Method::GET) => self.demo(),
+            (["healthz"], &Method::GET) => {
+                json(StatusCode::OK, serde_json::json!({"status": "ok"}))
+            }
+            (["metrics"], &Method::GET) => self.metrics(),
+            (["publish"], &Method::POST) => self.publish(request).await,
+            (["clients", id, "send"], &Method::POST) => {
+                let id = (*id).to_owned();
+                self.send(&id, request).await
+            }
+            (["clients", id], &Method::DELETE) => {
+                let id = (*id).to_owned();
+                self.kick(&id, &request)
+            }
+            ([""] | ["healthz"] | ["metrics"], _) => method_not_allowed("GET"),
+            (["publish"] | ["clients", _, "send"], _) => method_not_allowed("POST"),
+            (["clients", _], _) => method_not_allowed("DELETE"),
+            _ => json_error(StatusCode::NOT_FOUND, "no such route"),
+        };
+        tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+        response
+    }
+
+    fn demo(&self) -> Answer {
+        let mut response = Response::new(full(self.demo_page.clone()));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
+    }
+
+    fn metrics(&self) -> Answer {
+        let figures = ServerFigures {
+            open_connections: self
+                .open_connections
+                .get()
+                .map_or(0, |n| n.load(Ordering::Relaxed)),
+            start_time_seconds: self.start_time_seconds,
+        };
+        let mut response = Response::new(full(metrics::render(&self.hub.metrics(), figures)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    }
+
+    async fn publish(&self, request: Request<Incoming>) -> Answer {
+        let body: PublishRequest = match self.json_body(request).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let event = event_of(body.event, &body.data);
+        match self.hub.publish(&body.topic, &event) {
+            Ok(report) => json(
+                StatusCode::OK,
+                serde_json::json!({"id": report.id.to_string(), "delivered": report.delivered}),
+            ),
+            Err(error) => {
+                let status = match &error {
+                    PublishError::InvalidTopic(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    PublishError::Encode(EncodeError::TooLarge { .. }) => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
+                    PublishError::Encode(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                self.busy(json_error(status, &error.to_string()))
+            }
+        }
+    }
+
+    async fn send(&self, id: &str, request: Request<Incoming>) -> Answer {
+        let id = match self.authorized_id(id, &request) {
+            Ok(id) => id,
+            Err(response) => return response,
+        };
+        let body: SendRequest = match self.json_body(request).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        match self.hub.send(id, &event_of(body.event, &body.data)) {
+            Ok(()) => json(StatusCode::OK, serde_json::json!({"sent": true})),
+            Err(error) => {
+                let status = match &error {
+                    SendError::UnknownClient | SendError::Closed(_) => StatusCode::NOT_FOUND,
+                    SendError::Encode(EncodeError::TooLarge { .. }) => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
+                    SendError::Encode(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                self.busy(json_error(status, &error.to_string()))
+            }
+        }
+    }
+
+    fn kick(&self, id: &str, request: &Request<Incoming>) -> Answer {
+        let id = match self.authorized_id(id, request) {
+            Ok(id) => id,
+            Err(response) => return response,
+        };
+        let pairs = match crate::query::parse(request.uri().query().unwrap_or("")) {
+            Ok(pairs) => pairs,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        let mut fatal = false;
+        for (name, value) in pairs {
+            if name == "fatal" {
+                fatal = match value.as_str() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    _ => return json_error(StatusCode::BAD_REQUEST, "fatal must be true or false"),
+                };
+            }
+        }
+        if fatal {
+            let event = Event::new(serde_json::json!({"reason": "kicked"}).to_string())
+                .with_event(self.config.fatal_event.as_str());
+            if let Err(SendError::UnknownClient | SendError::Closed(_)) = self.hub.send(id, &event)
+            {
+                return json_error(StatusCode::NOT_FOUND, "no live client with this id");
+            }
+        }
+        match self.hub.close(id, CloseReason::Kicked) {
+            CloseOutcome::Closed | CloseOutcome::Deferred => {
+                tracing::info!(client = %id, fatal, "client kicked");
+                json(StatusCode::OK, serde_json::json!({"closed": true}))
+            }
+            _ => json_error(StatusCode::NOT_FOUND, "no live client with this id"),
+        }
+    }
+
+    /// Checks the admin token, then parses the client id (400 on garbage).
+    #[allow(clippy::result_large_err)]
+    fn authorized_id<B>(&self, id: &str, request: &Request<B>) -> Result<ClientId, Answer> {
+        self.check_token(request)?;
+        id.parse::<ClientId>().map_err(|e| {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("client id {id:?}: {e} (expected <index>.<generation>, as in the Client-Id header)"),
+            )
+        })
+    }
+
+    #[allow(clippy::result_large_err)]
+    #[allow(clippy::result_large_err)]
+    fn check_token<B>(&self, request: &Request<B>) -> Result<(), Answer> {
+        match bearer(request.headers()) {
+            None => Err(Rejection::unauthorized(
+                "this route needs `Authorization: Bearer <token>`",
+            )
+            .to_response()),
+            Some(given) if constant_time_eq(given.as_bytes(), self.config.token.as_bytes()) => {
+                Ok(())
+            }
+            Some(_) => Err(Rejection::forbidden("the token is not valid").to_response()),
+        }
+    }
+
+    /// Auth, content type, size limit (while reading), JSON.
+    async fn json_body<T: serde::de::DeserializeOwned>(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<T, Answer> {
+        self.check_token(&request)?;
+        let json_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !json_type {
+            return Err(json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            ));
+        }
+        let limit = self.config.max_body_bytes;
+        let too_large = || {
+            json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body is over {limit} bytes"),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let bytes = match Limited::new(request.into_body(), limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(error) => {
+                return Err(json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("could not read the request body: {error}"),
+                ))
+            }
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            let status = if e.is_data() {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            json_error(status, &format!("invalid JSON body: {e}"))
+        })
+    }
+
+    /// Adds `Retry-After` to a 503.
+    fn busy(&self, mut response: Answer) -> Answer {
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            let secs = self.config.sse.busy_retry_after.as_secs().max(1);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+fn event_of(name: Option<String>, data: &serde_json::Value) -> Event {
+    let data = match data {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let event = Event::new(data);
+    match name {
+        Some(name) => event.with_event(name),
+        None => event,
+    }
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Answer {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Answer {
+    let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

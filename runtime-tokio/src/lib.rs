@@ -48,6 +48,7 @@
 pub mod axum;
 pub mod body;
 /// The reconnecting SSE client: [`client::EventSource`], a `Stream` of events and state changes.
+pub mod client;
 pub mod driver;
 pub mod endpoint;
 pub mod io;

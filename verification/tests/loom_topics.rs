@@ -157,3 +157,53 @@ fn stale_id_publish_and_send_never_reach_the_slot_reuser() {
         "send reaches X, publish reaches Y",
     ]);
 }
+
+/// Model 9 (I8). A reconnecting client (`Last-Event-ID` older than every
+/// retained event) activates while another event is published on its
+/// topic. The replay cut and the live subscription meet at one point: the
+/// client gets both events, in id order, each exactly once, whether the
+/// second one arrives by replay or live.
+#[test]
+fn publish_racing_replaying_activate_neither_drops_nor_duplicates() {
+    let seen = Seen::new();
+    let record = seen.clone();
+    run_model("publish_vs_replaying_activate", move || {
+        let config = ssehub_core::HubConfig {
+            replay_capacity: 4,
+            ..quiet_config()
+        };
+        let hub = Hub::new(config, Instant::now());
+        let first = hub.publish("t", &Event::new("one")).unwrap().id;
+        let reservation = hub
+            .reserve(ReserveOptions::new().topic("t").last_event_id("0-0"))
+            .unwrap();
+        let stream = reservation.stream();
+
+        let activator = thread::spawn(move || reservation.activate().unwrap());
+        let publisher = {
+            let hub = hub.clone();
+            thread::spawn(move || hub.publish("t", &Event::new("two")).unwrap())
+        };
+        let id = activator.join().unwrap();
+        let second = publisher.join().unwrap();
+
+        let (frames, end) = drain_all(&stream);
+        assert_eq!(end, Drain::Empty);
+        assert_eq!(
+            frames,
+            [
+                format!("id: {first}\ndata: one\n\n"),
+                format!("id: {}\ndata: two\n\n", second.id),
+            ],
+            "I8: replay then live, in id order, each once"
+        );
+        record.record(if second.delivered == 1 {
+            "live"
+        } else {
+            "replayed"
+        });
+        assert_eq!(hub.close(id, CloseReason::ClientGone), CloseOutcome::Closed);
+        assert_settled(&hub, 1);
+    });
+    seen.assert_exactly(&["live", "replayed"]);
+}

@@ -55,7 +55,7 @@ usage: loadgen [--addr HOST:PORT | --spawn 'CMD ... {addr} ...'] [options]
                           in this process
   --server-pid PID        server process for RSS/CPU figures (with --addr)
   --server-log PATH       where a spawned server's stdout/stderr go
-  --token TOKEN           bearer token for POST /publish (default: bench)
+  --token TOKEN           bearer token for POST /publish (default: bench-token)
   --topic NAME            topic (default: bench)
   --connections N         SSE connections (default: 1000)
   --events E              events to publish (default: 1000)
@@ -64,7 +64,7 @@ usage: loadgen [--addr HOST:PORT | --spawn 'CMD ... {addr} ...'] [options]
   --publishers P          concurrent publishing connections (default: 4)
   --payload BYTES         padding after the stamp in each event (default: 32)
   --stalled-pct PCT       connections that never read (default: 0)
-  --connect-concurrency C connections opened at once (default: 256)
+  --connect-concurrency C connections opened at once (default: 64)
   --threads T             tokio worker threads (default: 2)
   --drain-timeout SECS    wait for deliveries after the last publish (default: 20)
   --label TEXT            name of the scenario in the JSON line
@@ -99,7 +99,7 @@ impl Default for Config {
             spawn: None,
             server_pid: None,
             server_log: None,
-            token: "bench".to_owned(),
+            token: "bench-token".to_owned(),
             topic: "bench".to_owned(),
             connections: 1000,
             events: 1000,
@@ -107,7 +107,7 @@ impl Default for Config {
             publishers: 4,
             payload: 32,
             stalled_pct: 0.0,
-            connect_concurrency: 256,
+            connect_concurrency: 64,
             threads: 2,
             drain_timeout: Duration::from_secs(20),
             label: "run".to_owned(),

@@ -296,6 +296,11 @@ async fn refused_connections_are_retried_until_attempts_run_out() {
     for (attempt, bound) in [(1, 100), (2, 200)] {
         let error = next_error(&mut events).await;
         assert!(matches!(error, ClientError::Connect(_)), "{error:?}");
+        // The message reaches down to the cause, not just hyper's summary.
+        assert!(
+            error.to_string().to_lowercase().contains("refused"),
+            "{error}"
+        );
         expect_reconnecting(&mut events, attempt, Duration::from_millis(bound)).await;
     }
     assert!(matches!(

@@ -95,7 +95,10 @@ pub enum ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Connect(source) => write!(f, "connection failed: {source}"),
+            Self::Connect(source) => {
+                f.write_str("connection failed: ")?;
+                write_chain(f, &**source)
+            }
             Self::ConnectTimeout(after) => {
                 write!(f, "no response headers within {after:?}")
             }
@@ -109,7 +112,10 @@ impl fmt::Display for ClientError {
                 }
                 Ok(())
             }
-            Self::Read(source) => write!(f, "reading the stream failed: {source}"),
+            Self::Read(source) => {
+                f.write_str("reading the stream failed: ")?;
+                write_chain(f, &**source)
+            }
             Self::Liveness(after) => write!(
                 f,
                 "no bytes from the server for {after:?}: the connection is presumed dead"
@@ -126,6 +132,21 @@ impl fmt::Display for ClientError {
             } => write!(f, "unusable redirect Location {location:?}"),
         }
     }
+}
+
+/// Writes an error and its sources (hyper's errors say little at the top:
+/// "client error (Connect)" hides the "connection refused" below it).
+fn write_chain(
+    f: &mut fmt::Formatter<'_>,
+    error: &(dyn std::error::Error + 'static),
+) -> fmt::Result {
+    write!(f, "{error}")?;
+    let mut source = error.source();
+    while let Some(inner) = source {
+        write!(f, ": {inner}")?;
+        source = inner.source();
+    }
+    Ok(())
 }
 
 impl std::error::Error for ClientError {

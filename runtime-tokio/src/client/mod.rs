@@ -62,7 +62,6 @@
 //! # Examples
 //!
 //! ```no_run
-//! use futures_util::StreamExt;
 //! use ssehub_core::reconnect::State;
 //! use ssehub_tokio::client::{ClientEvent, EventSource};
 //!
@@ -71,6 +70,7 @@
 //!     .fatal_event("fatal")
 //!     .build()?;
 //! let handle = events.handle();
+//! // `next()` is `StreamExt::next` without the import: `EventSource` is a `Stream`.
 //! while let Some(item) = events.next().await {
 //!     match item {
 //!         ClientEvent::Message(event) => {
@@ -88,6 +88,26 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! <!-- Full paths: `pub mod client` also has an outer doc comment, and
+//! rustdoc resolves the links of such merged docs from the crate root. -->
+//! [`Builder::fatal_event`]: crate::client::Builder::fatal_event
+//! [`Builder::last_event_id`]: crate::client::Builder::last_event_id
+//! [`Builder::max_attempts`]: crate::client::Builder::max_attempts
+//! [`Builder::max_event_len`]: crate::client::Builder::max_event_len
+//! [`Builder::max_line_len`]: crate::client::Builder::max_line_len
+//! [`Builder::max_redirects`]: crate::client::Builder::max_redirects
+//! [`Builder::read_timeout`]: crate::client::Builder::read_timeout
+//! [`ClientError::Decode`]: crate::client::ClientError::Decode
+//! [`ClientEvent::Error`]: crate::client::ClientEvent::Error
+//! [`ClientEvent::Message`]: crate::client::ClientEvent::Message
+//! [`ClientEvent::State`]: crate::client::ClientEvent::State
+//! [`ClientEvent`]: crate::client::ClientEvent
+//! [`EventSource`]: crate::client::EventSource
+//! [`Handle::close`]: crate::client::Handle::close
+//! [`Handle::reconnect`]: crate::client::Handle::reconnect
+//! [`Handle`]: crate::client::Handle
+//! [`HttpVersion::Http2`]: crate::client::HttpVersion::Http2
 
 mod builder;
 mod connection;

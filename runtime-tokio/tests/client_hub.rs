@@ -223,3 +223,37 @@ async fn the_subscribe_token_is_sent_and_a_missing_one_is_fatal() {
     assert_eq!(next_message(&mut allowed, &mut welcome).await.data, "hello");
     assert!(welcome.is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn http2_a_liveness_timeout_reconnects_and_resumes() {
+    // The server's heartbeat (15 s) is slower than the client's liveness
+    // timeout: the client gives up on the quiet connection and reconnects.
+    let server = start_server(None).await;
+    let url = format!("http://{}/events?topic=news", server.local_addr());
+    let mut events = EventSource::builder(url)
+        .http_version(HttpVersion::Http2)
+        .read_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    assert_eq!(next_state(&mut events).await, State::Open);
+    let mut welcome = None;
+    let first = publish(&server, "before");
+    assert_eq!(next_message(&mut events, &mut welcome).await.data, "before");
+    match next(&mut events).await {
+        ClientEvent::Error(ssehub_tokio::client::ClientError::Liveness(t)) => {
+            assert_eq!(t, Duration::from_secs(5));
+        }
+        other => panic!("expected the liveness timeout, got {other:?}"),
+    }
+    assert!(matches!(
+        next_state(&mut events).await,
+        State::Reconnecting { attempt: 1, .. }
+    ));
+    let missed = publish(&server, "while away");
+    assert_eq!(next_state(&mut events).await, State::Open);
+    let event = next_message(&mut events, &mut welcome).await;
+    assert_eq!(event.data, "while away");
+    assert_eq!(event.last_event_id, missed);
+    assert_ne!(first, missed);
+}

@@ -29,8 +29,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::{sleep_until, Instant};
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
 /// What the driver is doing.
 enum Phase {
     /// Not started: the first poll asks the policy.
@@ -73,7 +71,9 @@ enum ReadOutcome {
 pub(crate) struct Driver {
     url: Uri,
     headers: HeaderMap,
-    client: HttpClient,
+    /// Makes a fresh client (so a fresh connection pool) for each attempt.
+    client: hyper_util::client::legacy::Builder,
+    connector: HttpConnector,
     policy: ReconnectPolicy<SplitMix64>,
     shared: Arc<Shared>,
     phase: Phase,
@@ -96,7 +96,6 @@ impl Driver {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .http2_only(builder.version == HttpVersion::Http2);
-        let client = client.build(connector);
         let seed = builder.seed.unwrap_or_else(random_seed);
         let mut policy = ReconnectPolicy::new(builder.reconnect, SplitMix64::new(seed));
         if let Some(id) = builder.last_event_id {
@@ -113,6 +112,7 @@ impl Driver {
             url,
             headers,
             client,
+            connector,
             policy,
             shared,
             phase: Phase::Start,
@@ -339,7 +339,14 @@ impl Driver {
     }
 
     /// One connection attempt: the request, and the redirects it leads to.
+    ///
+    /// Each attempt gets a new client, hence a new connection: a reconnect
+    /// must not reuse a pooled HTTP/2 connection that may be the very
+    /// half-open one the liveness timeout just gave up on (and a new
+    /// connection lets a load balancer pick another backend). Redirects
+    /// within the attempt share it.
     async fn request(&self, last_event_id: Option<&str>) -> Result<Answered, ClientError> {
+        let client: Client<HttpConnector, Empty<Bytes>> = self.client.build(self.connector.clone());
         let mut url = self.url.clone();
         let mut headers = self.headers.clone();
         if let Some(id) = last_event_id {
@@ -354,8 +361,7 @@ impl Driver {
             let mut request = Request::new(Empty::new());
             *request.uri_mut() = url.clone();
             *request.headers_mut() = headers.clone();
-            let response = self
-                .client
+            let response = client
                 .request(request)
                 .await
                 .map_err(|e| ClientError::Connect(Arc::new(e)))?;

@@ -690,3 +690,50 @@ async fn http2_prior_knowledge_needs_an_http2_server() {
         CloseReason::AttemptsExhausted
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn close_during_a_connection_attempt_ends_the_stream_at_once() {
+    let server = RawServer::start("/events", |_, s| async move {
+        let _keep = s;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let mut events = EventSource::builder(&server.url)
+        .connect_timeout(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let handle = events.handle();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    let since = Instant::now();
+    let closer = tokio::spawn(async move {
+        // Let the request reach the server first.
+        tokio::task::yield_now().await;
+        handle.close();
+    });
+    let info = expect_closed(&mut events).await;
+    closer.await.unwrap();
+    assert!(info.is_local);
+    assert!(since.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnect_during_backoff_connects_now() {
+    let server = RawServer::start("/events", |i, s| async move {
+        if i == 0 {
+            respond(s, "503 Service Unavailable", "Retry-After: 3600\r\n").await;
+        } else {
+            stream_events(s, "data: early\n\n", true).await;
+        }
+    })
+    .await;
+    let mut events = EventSource::new(&server.url).unwrap();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    let _ = next_error(&mut events).await;
+    expect_reconnecting(&mut events, 1, Duration::from_secs(3600)).await;
+    let since = Instant::now();
+    events.reconnect();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    assert_eq!(next_state(&mut events).await, State::Open);
+    assert_eq!(next_message(&mut events).await.data, "early");
+    assert!(since.elapsed() < Duration::from_secs(1));
+}

@@ -150,16 +150,27 @@ impl Driver {
                 }
                 Phase::Connect { last_event_id } => {
                     let last_event_id = last_event_id.take();
-                    let attempt = tokio::select! {
-                        biased;
-                        () = shared.signalled() => {
-                            self.phase = Phase::Connect { last_event_id };
-                            continue;
-                        }
-                        attempt = tokio::time::timeout(
+                    let attempt = {
+                        let attempt = tokio::time::timeout(
                             self.connect_timeout,
                             self.request(last_event_id.as_deref()),
-                        ) => attempt,
+                        );
+                        tokio::pin!(attempt);
+                        loop {
+                            tokio::select! {
+                                biased;
+                                // Abandon the attempt only for a real command
+                                // (a stale wake-up must not restart it).
+                                () = shared.signalled() => if shared.has_command() {
+                                    break None;
+                                },
+                                attempt = &mut attempt => break Some(attempt),
+                            }
+                        }
+                    };
+                    let Some(attempt) = attempt else {
+                        self.phase = Phase::Connect { last_event_id };
+                        continue;
                     };
                     let attempt =
                         attempt.unwrap_or(Err(ClientError::ConnectTimeout(self.connect_timeout)));

@@ -165,6 +165,11 @@ impl Shared {
         self.reconnect.swap(false, Ordering::AcqRel)
     }
 
+    /// Whether a `close()` or `reconnect()` waits to be carried out.
+    fn has_command(&self) -> bool {
+        self.is_closed() || self.reconnect.load(Ordering::Acquire)
+    }
+
     async fn signalled(&self) {
         self.notify.notified().await;
     }

@@ -776,6 +776,10 @@ impl Hub {
         let Some(entry) = reg.lookup_mut(id) else {
             return Err(SubscribeError::UnknownClient);
         };
+        if matches!(entry.state, SlotState::ClosePending(_)) {
+            // Closed before activation: gone as far as callers are concerned.
+            return Err(SubscribeError::UnknownClient);
+        }
         let at = match entry.names.binary_search_by(|n| (**n).cmp(topic)) {
             Ok(_) => return Ok(false),
             Err(at) => at,
@@ -785,21 +789,18 @@ impl Hub {
             return Err(SubscribeError::TooManyTopicsForClient { limit });
         }
         let name: SharedStr = SharedStr::from(topic);
-        match entry.state {
-            SlotState::Reserved => entry.names.insert(at, name),
-            SlotState::ClosePending(_) => return Err(SubscribeError::UnknownClient),
-            SlotState::Active => {
-                let topics = self
-                    .topics_for(std::slice::from_ref(&name))
-                    .map_err(|limit| SubscribeError::TooManyTopics { limit })?;
-                let Some(topic) = topics.into_iter().next() else {
-                    return Err(SubscribeError::UnknownClient);
-                };
-                topic.state.lock().subscribe(id, Arc::clone(&entry.queue));
-                entry.names.insert(at, name);
-                entry.joined.insert(at, topic);
-            }
+        if entry.state == SlotState::Active {
+            let topics = self
+                .topics_for(std::slice::from_ref(&name))
+                .map_err(|limit| SubscribeError::TooManyTopics { limit })?;
+            let Some(topic) = topics.into_iter().next() else {
+                return Err(SubscribeError::UnknownClient);
+            };
+            topic.state.lock().subscribe(id, Arc::clone(&entry.queue));
+            entry.joined.insert(at, topic);
         }
+        // Reserved: recorded now, subscribed at activation.
+        entry.names.insert(at, name);
         Ok(true)
     }
 

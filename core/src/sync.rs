@@ -75,7 +75,7 @@ pub(crate) mod imp {
     }
 
     /// A loom condition variable with parking_lot's `wait(&mut guard)`.
-    #[derive(Debug)]
+    #[derive(Debug, Default)]
     pub struct Condvar(loom::sync::Condvar);
 
     impl Condvar {

@@ -311,3 +311,36 @@ fn public_handles_are_send_and_sync() {
     assert_send_sync::<ssehub_core::Reservation>();
     assert_send_sync::<ssehub_core::CloseGuard>();
 }
+
+/// Found by the verification suite: `subscribe` once looked at the topic
+/// set and limit before the state, telling callers a dead client was
+/// subscribed.
+#[test]
+fn subscribe_to_a_close_pending_client_is_refused() {
+    let config = HubConfig {
+        max_topics_per_client: 1,
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config, Instant::now());
+    let reservation = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    let id = reservation.id();
+    assert_eq!(
+        hub.close(id, CloseReason::ClientGone),
+        CloseOutcome::Deferred
+    );
+    assert_eq!(hub.client_topics(id), None, "the client is not live");
+    assert_eq!(hub.unsubscribe(id, "a"), Err(SubscribeError::UnknownClient));
+
+    assert_eq!(
+        hub.subscribe(id, "a"),
+        Err(SubscribeError::UnknownClient),
+        "a topic it asked for at reserve time"
+    );
+    assert_eq!(
+        hub.subscribe(id, "b"),
+        Err(SubscribeError::UnknownClient),
+        "a new topic, with the client at its topic limit"
+    );
+    drop(reservation);
+    assert_eq!(hub.len(), 0);
+}

@@ -20,5 +20,7 @@
 pub mod decode;
 pub mod encode;
 
-pub use decode::{DecodeError, Decoder, Frame, Frames, MessageEvent};
+pub use decode::{
+    DecodeError, Decoder, Frame, Frames, MessageEvent, DEFAULT_MAX_EVENT_LEN, DEFAULT_MAX_LINE_LEN,
+};
 pub use encode::{comment_frame, EncodeError, Event};

@@ -22,7 +22,7 @@
 //!   cargo test --release -p ssehub-verification --test 'loom_*'
 //! ```
 //!
-//! See `VERIFICATION.md` for what each model proves, which mutation of the
+//! See DESIGN.md §10 for what each model proves, which mutation of the
 //! core it catches, and how many interleavings it explores.
 
 #![deny(

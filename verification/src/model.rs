@@ -3,7 +3,7 @@
 //! It builds a [`loom::model::Builder`] whose preemption bound comes from
 //! `LOOM_MAX_PREEMPTIONS` (2 when unset, which keeps the whole suite within
 //! a few minutes on two cores), names the model on stderr, and counts the
-//! interleavings loom explored so that VERIFICATION.md can report them
+//! interleavings loom explored so that DESIGN.md (§10) can report them
 //! (run the tests with `-- --nocapture` to see the counts).
 //!
 //! Beside it: the quiet configuration most models use, and the assertions

@@ -750,7 +750,7 @@ async fn run_inner(cfg: Config) -> Result<i32, String> {
     let mut stalled_streams = Vec::with_capacity(stalled_count);
     for (i, stalled, open) in opened {
         if stalled {
-            stalled_streams.push(open.stream);
+            stalled_streams.push(open);
         } else {
             readers.spawn(read_events(open, i, Arc::clone(&shared)));
         }
@@ -838,39 +838,62 @@ async fn run_inner(cfg: Config) -> Result<i32, String> {
         latency.add(&*shard.lock()).map_err(|e| e.to_string())?;
     }
 
-    // Were the stalled connections closed by the server? Read what is left;
-    // EOF means closed.
-    let mut stalled_closed = 0;
-    if !stalled_streams.is_empty() {
-        let mut checks = tokio::task::JoinSet::new();
-        for mut stream in stalled_streams {
-            checks.spawn(async move {
-                let mut buf = vec![0u8; 64 << 10];
-                let read_all = async {
-                    loop {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return true,
-                            Ok(_) => {}
-                        }
-                    }
-                };
-                tokio::time::timeout(Duration::from_secs(3), read_all)
-                    .await
-                    .unwrap_or(false)
-            });
-        }
-        while let Some(joined) = checks.join_next().await {
-            if joined.unwrap_or(false) {
-                stalled_closed += 1;
-            }
-        }
-    }
+    // The server's close counters first: the check below ends with our
+    // side closing the stalled sockets, which the server would count.
     let metrics = get_text(&addr, "/metrics").await.map(|text| {
         text.lines()
             .filter(|l| !l.starts_with('#') && (l.contains("close") || l.contains("slow")))
             .collect::<Vec<_>>()
             .join("; ")
     });
+
+    // Were the stalled connections closed by the server? Read what is left:
+    // the end of the chunked body (hyper keeps the connection for the next
+    // request) or EOF means closed. The sockets stay open until every check
+    // is done.
+    let mut stalled_closed = 0;
+    let mut kept = Vec::with_capacity(stalled_streams.len());
+    if !stalled_streams.is_empty() {
+        let mut checks = tokio::task::JoinSet::new();
+        for open in stalled_streams {
+            checks.spawn(async move {
+                let OpenStream {
+                    mut stream,
+                    head,
+                    rest,
+                } = open;
+                let mut dechunker = head.chunked.then(wire::Dechunker::new);
+                let mut sink = Vec::new();
+                let mut buf = vec![0u8; 64 << 10];
+                let read_all = async {
+                    let mut input = rest;
+                    loop {
+                        if let Some(d) = &mut dechunker {
+                            sink.clear();
+                            if d.feed(&input, &mut sink).is_err() || d.is_done() {
+                                return true;
+                            }
+                        }
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return true,
+                            Ok(n) => input = buf[..n].to_vec(),
+                        }
+                    }
+                };
+                let closed = tokio::time::timeout(Duration::from_secs(3), read_all)
+                    .await
+                    .unwrap_or(false);
+                (closed, stream)
+            });
+        }
+        while let Some(joined) = checks.join_next().await {
+            if let Ok((closed, stream)) = joined {
+                stalled_closed += usize::from(closed);
+                kept.push(stream);
+            }
+        }
+    }
+    drop(kept);
 
     shared.stop.store(true, Ordering::Relaxed);
     readers.abort_all();

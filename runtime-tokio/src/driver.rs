@@ -1,6 +1,6 @@
 //! [`Driver`]: the one task that feeds the hub its clock.
 //!
-//! It calls [`Hub::tick`] with [`crate::now`], then sleeps until the
+//! It calls [`Hub::tick`](ssehub_core::Hub::tick) with [`crate::now`], then sleeps until the
 //! report's `next_deadline`, but never longer than `max_sleep`: a client
 //! activated meanwhile may have a deadline earlier than the one the driver
 //! went to sleep for, so `max_sleep` bounds how late a heartbeat or a

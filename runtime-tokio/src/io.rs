@@ -18,13 +18,28 @@
 //! `WriteError`, which is what happened to each. Without a tracker (for
 //! example under `axum::serve`, which owns the sockets) every drop counts as
 //! `ClientGone`.
+//!
+//! # Write timeout
+//!
+//! A peer that stops reading (but keeps its TCP connection open, acking
+//! with a zero window) never makes a write fail: the core closes its client
+//! (`WriteStalled` or `SlowConsumer`), but hyper, blocked on a full socket,
+//! never polls the body again, so the response never ends and the
+//! connection with hyper's buffered bytes would stay forever. With a write
+//! timeout, a write that has been pending without any progress for that
+//! long fails with [`io::ErrorKind::TimedOut`]: hyper drops the connection,
+//! and the tracker records it as a write error. The timer runs only while a
+//! write is pending, so idle and healthy connections cost nothing.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 /// Shared flag of one connection: did any write to its transport fail?
 ///
@@ -59,17 +74,34 @@ impl WriteTracker {
 }
 
 /// A transport (e.g. a `TcpStream`) whose write errors are recorded in a
-/// [`WriteTracker`]. Reads pass through untouched.
+/// [`WriteTracker`], with an optional write timeout (see the module docs).
+/// Reads pass through untouched.
 #[derive(Debug)]
 pub struct TrackedIo<T> {
     inner: T,
     tracker: WriteTracker,
+    write_timeout: Option<Duration>,
+    /// Armed while a write is pending without progress.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T> TrackedIo<T> {
-    /// Wraps `inner`, recording into `tracker`.
+    /// Wraps `inner`, recording into `tracker`; no write timeout.
     pub fn new(inner: T, tracker: WriteTracker) -> Self {
-        Self { inner, tracker }
+        Self {
+            inner,
+            tracker,
+            write_timeout: None,
+            stalled: None,
+        }
+    }
+
+    /// Fails a write that has been pending without progress for `timeout`
+    /// (`None`: never).
+    #[must_use]
+    pub fn with_write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
     }
 
     /// The tracker this transport records into.
@@ -93,6 +125,36 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
     }
 }
 
+impl<T> TrackedIo<T> {
+    /// Records the outcome of a write: progress disarms the stall timer, a
+    /// pending write arms it (once) and fails when it has run out.
+    fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match poll {
+            Poll::Pending => {
+                let Some(timeout) = self.write_timeout else {
+                    return Poll::Pending;
+                };
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.stalled = None;
+                    self.tracker.record_failure();
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "write made no progress within the write timeout",
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.stalled = None;
+                self.tracker.observe(ready)
+            }
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -100,7 +162,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.tracker.observe(poll)
+        self.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -109,7 +171,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.tracker.observe(poll)
+        self.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -118,7 +180,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.tracker.observe(poll)
+        self.watch(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -142,5 +204,31 @@ mod tests {
         drop(b);
         assert!(io.write_all(b"lost").await.is_err());
         assert!(tracker.failed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_without_progress_times_out_and_counts_as_failed() {
+        let (a, mut b) = tokio::io::duplex(8);
+        let tracker = WriteTracker::new();
+        let mut io =
+            TrackedIo::new(a, tracker.clone()).with_write_timeout(Some(Duration::from_secs(3)));
+        // Progress keeps it alive: the reader drains in time.
+        let start = tokio::time::Instant::now();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = tokio::io::AsyncReadExt::read(&mut b, &mut buf).await;
+            }
+            b
+        });
+        io.write_all(&[0u8; 32]).await.unwrap();
+        assert!(!tracker.failed());
+        let _b = reader.await.unwrap();
+        // Now nobody reads: the pending write fails after the timeout.
+        let err = io.write_all(&[0u8; 32]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(tracker.failed());
+        assert!(tokio::time::Instant::now() - start >= Duration::from_secs(11));
     }
 }

@@ -11,7 +11,8 @@
 //!    and connections still open at the deadline are dropped.
 //!
 //! Each connection's transport is a [`TrackedIo`], so the streams it serves
-//! can tell a write error from a client that went away.
+//! can tell a write error from a client that went away, and a peer that
+//! stops reading is disconnected after [`ServeOptions::write_timeout`].
 
 use crate::endpoint::ConnInfo;
 use crate::io::{TrackedIo, WriteTracker};
@@ -51,13 +52,43 @@ struct Accepted {
     connections: JoinSet<()>,
 }
 
+/// How connections are served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Drop a connection whose socket has accepted no byte for this long
+    /// while a write was pending (see [`crate::io`]); `None`: never.
+    pub write_timeout: Option<Duration>,
+}
+
+impl Default for ServeOptions {
+    /// A 30 s write timeout.
+    fn default() -> Self {
+        Self {
+            write_timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
 /// Serves every connection accepted on `listener` with `handler`, on the
-/// current tokio runtime.
+/// current tokio runtime, with the default [`ServeOptions`].
 ///
 /// # Panics
 ///
 /// Outside a tokio runtime (as [`tokio::spawn`]).
 pub fn spawn<H, Fut>(listener: TcpListener, handler: H) -> ServeHandle
+where
+    H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<BoxBody>> + Send + 'static,
+{
+    spawn_with(listener, ServeOptions::default(), handler)
+}
+
+/// Like [`spawn`], with `options`.
+///
+/// # Panics
+///
+/// Outside a tokio runtime (as [`tokio::spawn`]).
+pub fn spawn_with<H, Fut>(listener: TcpListener, options: ServeOptions, handler: H) -> ServeHandle
 where
     H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<BoxBody>> + Send + 'static,
@@ -69,6 +100,7 @@ where
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(accept_loop(
         listener,
+        options,
         Arc::new(handler),
         Arc::clone(&open),
         stopped,
@@ -156,6 +188,7 @@ impl Drop for ServeHandle {
 
 async fn accept_loop<H, Fut>(
     listener: TcpListener,
+    options: ServeOptions,
     handler: Arc<H>,
     open: Arc<AtomicUsize>,
     mut stopped: oneshot::Receiver<()>,
@@ -188,7 +221,9 @@ where
         };
         let _ = stream.set_nodelay(true);
         let tracker = WriteTracker::new();
-        let io = TokioIo::new(TrackedIo::new(stream, tracker.clone()));
+        let io = TokioIo::new(
+            TrackedIo::new(stream, tracker.clone()).with_write_timeout(options.write_timeout),
+        );
         let info = ConnInfo {
             peer: Some(peer),
             tracker: Some(tracker),

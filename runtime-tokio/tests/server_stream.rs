@@ -323,6 +323,21 @@ async fn a_reader_that_stops_with_a_roomy_queue_is_closed_as_write_stalled() {
     assert!(tokio::time::Instant::now() - start >= Duration::from_secs(1));
     assert_eq!(hub.metrics().closes_for(CloseReason::WriteStalled), 1);
     assert_eq!(hub.metrics().closes_for(CloseReason::SlowConsumer), 0);
+    // hyper, blocked on the full socket, would hold the connection forever;
+    // the write timeout drops it.
+    for _ in 0..600 {
+        if server.open_connections() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        server.open_connections(),
+        0,
+        "the stalled connection was dropped"
+    );
+    assert!(hub.is_empty());
+    drop(stalled);
 }
 
 /// Lets paused time run (sleeping in virtual time) until `id` is closed.

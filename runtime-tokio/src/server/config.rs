@@ -37,7 +37,9 @@ pub struct Args {
     /// Close a client when nothing was flushed to it for this long.
     #[arg(long, env = "SSEHUB_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_optional_duration)]
     pub idle_timeout: Duration,
-    /// Close a client whose queue made no write progress for this long.
+    /// Close a client whose queue made no write progress for this long (and
+    /// drop its connection a couple of seconds later if its socket still
+    /// accepts nothing).
     #[arg(long, env = "SSEHUB_STALL_TIMEOUT", default_value = "30s", value_parser = parse_optional_duration)]
     pub stall_timeout: Duration,
     /// Bound of each client's queue, in frames.

@@ -30,7 +30,7 @@ mod routes;
 pub use config::{Args, ConfigError, ServerConfig, TokenSource};
 
 use crate::driver::Driver;
-use crate::serve::{self, ServeHandle};
+use crate::serve::{self, ServeHandle, ServeOptions};
 use routes::App;
 use ssehub_core::codec::Event;
 use ssehub_core::Hub;
@@ -38,6 +38,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// A running hub server.
@@ -81,7 +82,17 @@ impl Server {
         let driver = Driver::spawn(hub.clone(), config.tick_interval);
         let app = Arc::new(App::new(hub.clone(), Arc::clone(&config)));
         let handler_app = Arc::clone(&app);
-        let serve = serve::spawn(listener, move |request, conn| {
+        // A connection whose socket took nothing for as long as a stalled
+        // client is allowed is dropped (see `crate::io`), a little after the
+        // core's own stall timeout so the core closes the client first, as
+        // `WriteStalled`; the transport timeout only reclaims the socket.
+        let options = ServeOptions {
+            write_timeout: config
+                .hub
+                .write_stall_timeout
+                .map(|t| t + 2 * config.tick_interval.max(Duration::from_secs(1))),
+        };
+        let serve = serve::spawn_with(listener, options, move |request, conn| {
             let app = Arc::clone(&handler_app);
             async move { app.route(request, conn).await }
         });
@@ -98,6 +109,11 @@ impl Server {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.serve.local_addr()
+    }
+
+    /// HTTP connections being served now.
+    pub fn open_connections(&self) -> usize {
+        self.serve.open_connections()
     }
 
     /// The hub.

@@ -193,11 +193,9 @@ impl Raw {
                 let frame: Vec<u8> = self.body.drain(..end + 2).collect();
                 return Some(String::from_utf8(frame).expect("utf-8 frame"));
             }
-            if !self.decode() {
-                if self.done || !self.fill().await {
-                    self.done = true;
-                    return None;
-                }
+            if !self.decode() && (self.done || !self.fill().await) {
+                self.done = true;
+                return None;
             }
         }
     }

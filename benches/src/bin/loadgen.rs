@@ -712,11 +712,7 @@ async fn run_inner(cfg: Config) -> Result<i32, String> {
     let rss_before = pid.and_then(procstat::rss_kib);
 
     // Connect. Stalled connections are spread evenly among the others.
-    let stride = if stalled_count > 0 {
-        cfg.connections / stalled_count
-    } else {
-        0
-    };
+    let stride = cfg.connections.checked_div(stalled_count).unwrap_or(0);
     let is_stalled = |i: usize| stride > 0 && i % stride == 0 && i / stride < stalled_count;
     let permits = Arc::new(Semaphore::new(cfg.connect_concurrency));
     let connect_start = Instant::now();

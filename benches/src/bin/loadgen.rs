@@ -23,8 +23,8 @@
 //!   by the server (EOF), next to the server's `/metrics` close counters.
 //!
 //! The server is given by `--addr`, or started by `--spawn "CMD … {addr} …"`
-//! (a free loopback port replaces `{addr}`; the process is killed at the
-//! end), or, with neither, baseline B's server runs inside this process.
+//! (a free loopback address replaces `{addr}`, the bearer token `{token}`;
+//! the process is killed at the end), or, with neither, baseline B's server runs inside this process.
 //!
 //! `--smoke` is the CI check: 50 connections, 200 events, exit status 1 if a
 //! single delivery is missing, duplicated or out of order.
@@ -50,7 +50,8 @@ usage: loadgen [--addr HOST:PORT | --spawn 'CMD ... {addr} ...'] [options]
 
   --addr HOST:PORT        server to load (default: start one, see --spawn)
   --spawn 'CMD'           start the server (whitespace-split, {addr} replaced
-                          by a free loopback address), kill it at the end;
+                          by a free loopback address, {token} by --token),
+                          kill it at the end;
                           with neither --addr nor --spawn, baseline B runs
                           in this process
   --server-pid PID        server process for RSS/CPU figures (with --addr)
@@ -238,6 +239,7 @@ async fn start_server(cfg: &Config) -> Result<(Server, String, Option<u32>), Str
             .map(|w| {
                 w.replace("{addr}", &addr)
                     .replace("{port}", &port.to_string())
+                    .replace("{token}", &cfg.token)
             })
             .collect();
         let (program, args) = words.split_first().ok_or("--spawn is empty")?;

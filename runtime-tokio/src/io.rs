@@ -30,6 +30,12 @@
 //! long fails with [`io::ErrorKind::TimedOut`]: hyper drops the connection,
 //! and the tracker records it as a write error. The timer runs only while a
 //! write is pending, so idle and healthy connections cost nothing.
+//!
+//! Not covered: on HTTP/2 a peer that stops reading one stream exhausts
+//! that stream's flow-control window, not the socket; hyper then waits for
+//! window capacity without polling the body, so such a stream outlives its
+//! closed client until the peer reads or the connection ends (the socket
+//! keeps moving for the other streams, so no write times out).
 
 use std::future::Future;
 use std::io;

@@ -14,7 +14,14 @@ use std::time::Duration;
 /// is seconds); `off` (or `0`) disables an optional one, which the parsed
 /// value records as a zero duration.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "ssehub", version, about = "A Server-Sent Events hub")]
+#[command(
+    name = "ssehub",
+    version,
+    about = "A Server-Sent Events hub",
+    after_help = "Durations are written 500ms, 15s, 2m or 1h (a bare number is seconds); \
+`off` disables --heartbeat, --idle-timeout, --stall-timeout, --replay-age and --retry.\n\
+Logs go to stderr, filtered by RUST_LOG (default: info)."
+)]
 #[non_exhaustive]
 pub struct Args {
     /// Address to listen on.
@@ -270,6 +277,9 @@ impl ServerConfig {
             welcome: args.welcome,
             ..SseSettings::default()
         };
+        // The core's own checks, as a backstop for anything missed above.
+        hub.validate()
+            .map_err(|e| ConfigError(format!("hub configuration: {e}")))?;
         let config = Self {
             addr: args.addr,
             hub,

@@ -67,6 +67,40 @@ impl FromStr for ClientId {
     }
 }
 
+/// A hasher for maps keyed by [`ClientId`]: one multiply per word.
+///
+/// Client ids are handed out by the hub, never chosen by a peer, so the
+/// hash-flooding resistance of SipHash buys nothing here, and its cost is
+/// paid on every subscribe and unsubscribe. (Topic names, which peers do
+/// choose, keep `std`'s SipHash.)
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing; the rotation spreads the high bits the
+        // multiply produces into the low bits hashbrown indexes with.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Builds [`IdHasher`]s.
+pub(crate) type IdHashBuilder = std::hash::BuildHasherDefault<IdHasher>;
+
 /// The id of a published event: the hub's epoch and a hub-wide sequence
 /// number. Text form `<epoch>-<seq>`, e.g. `1732500000000-42`.
 ///

@@ -474,14 +474,21 @@ impl Hub {
     pub fn reserve(&self, opts: ReserveOptions) -> Result<Reservation, ReserveError> {
         let config = &self.shared.config;
         let mut names: Vec<SharedStr> = Vec::with_capacity(opts.topics.len());
-        for topic in opts.topics {
-            if let Err(error) = validate_topic(&topic) {
-                return Err(ReserveError::InvalidTopic {
-                    topic: truncate(&topic, 64),
-                    error,
+        if !opts.topics.is_empty() {
+            // Share the name of a topic that exists rather than allocate.
+            let map = self.shared.topics.read();
+            for topic in opts.topics {
+                if let Err(error) = validate_topic(&topic) {
+                    return Err(ReserveError::InvalidTopic {
+                        topic: truncate(&topic, 64),
+                        error,
+                    });
+                }
+                names.push(match map.map.get_key_value(topic.as_str()) {
+                    Some((name, _)) => SharedStr::clone(name),
+                    None => SharedStr::from(topic),
                 });
             }
-            names.push(SharedStr::from(topic));
         }
         names.sort_unstable();
         names.dedup();
@@ -559,8 +566,7 @@ impl Hub {
             }
             SlotState::Reserved => {}
         }
-        let names = entry.names.clone();
-        let topics = match self.topics_for(&names) {
+        let topics = match self.topics_for(&entry.names) {
             Ok(topics) => topics,
             Err(limit) => {
                 let entry = reg.free(id.index());

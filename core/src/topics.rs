@@ -13,6 +13,7 @@
 //!   and dropped from the map once it has neither.
 
 use crate::error::TopicError;
+use crate::id::IdHashBuilder;
 use crate::queue::Queue;
 use crate::replay::ReplayRing;
 use crate::sync::{Arc, Mutex, SharedStr};
@@ -62,7 +63,7 @@ pub(crate) struct Subscriber {
 
 pub(crate) struct TopicState {
     pub(crate) subs: Vec<Subscriber>,
-    pos: HashMap<ClientId, usize>,
+    pos: HashMap<ClientId, usize, IdHashBuilder>,
     pub(crate) ring: ReplayRing,
     /// The expiry bucket this topic is filed under, while its ring is not
     /// empty and events expire by age.
@@ -76,7 +77,7 @@ impl Topic {
             name,
             state: Mutex::new(TopicState {
                 subs: Vec::new(),
-                pos: HashMap::new(),
+                pos: HashMap::default(),
                 ring: ReplayRing::new(capacity, evicted_newest),
                 expiry: None,
                 dead: false,

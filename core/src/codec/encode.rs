@@ -225,7 +225,7 @@ impl Event {
     pub(crate) fn encoded_len_hint(&self, id: Option<&str>) -> usize {
         // Per line: `data: ` + LF (7 bytes), `: ` + LF (3 bytes); a text has
         // at most one more line than it has CR and LF bytes.
-        let lines = |s: &str| 1 + s.bytes().filter(|&b| b == b'\r' || b == b'\n').count();
+        let lines = |s: &str| 1 + memchr::memchr2_iter(b'\r', b'\n', s.as_bytes()).count();
         let data = self.data.as_ref().map_or(0, |d| d.len() + 7 * lines(d));
         let comment = self.comment.as_ref().map_or(0, |c| c.len() + 3 * lines(c));
         let id = id.map_or(0, |i| i.len() + 5);
@@ -285,9 +285,9 @@ fn split_lines(s: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
         let current = rest?;
-        match current.find(['\r', '\n']) {
+        match memchr::memchr2(b'\r', b'\n', current.as_bytes()) {
             Some(pos) => {
-                let skip = if current[pos..].starts_with("\r\n") {
+                let skip = if current.as_bytes()[pos..].starts_with(b"\r\n") {
                     2
                 } else {
                     1

@@ -71,7 +71,9 @@ impl SseBody {
             stream,
             guard: Some(guard),
             tracker,
-            batch: Vec::with_capacity(max_batch.clamp(1, 64)),
+            // Grown on demand: an idle client should not carry a batch
+            // buffer sized for a burst (2 KiB per connection at 64 frames).
+            batch: Vec::new(),
             max_batch: max_batch.max(1),
             unconfirmed: false,
             done: false,

@@ -40,8 +40,10 @@ use crate::error::{
 };
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::queue::{ClientStream, Push, Queue};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Counter, Mutex, Ordering, RwLock, SharedStr};
-use crate::topics::{validate_topic, Topic, TopicMap};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU64, Counter, Mutex, MutexGuard, Ordering, RwLock, SharedStr,
+};
+use crate::topics::{validate_topic, Topic, TopicMap, TopicState};
 use crate::{ClientId, EventId};
 use bytes::{BufMut, Bytes, BytesMut};
 use slab::Slab;
@@ -576,14 +578,42 @@ impl Hub {
             }
         };
         let now = self.now_nanos();
-        // All of the client's topics, locked in name order: the replay cut
-        // and the live subscription meet at one point (I8).
-        let mut guards: Vec<_> = topics.iter().map(|t| t.state.lock()).collect();
         let Some(entry) = reg.lookup_mut(id) else {
             return Err(ActivateError::ClosedBeforeActivation(
                 CloseReason::ClientGone,
             ));
         };
+        // All of the client's topics, locked in name order: the replay cut
+        // and the live subscription meet at one point (I8). One topic (the
+        // common case) needs no vector of guards.
+        match topics.as_slice() {
+            [] => self.join_locked(id, entry, &mut [], now),
+            [topic] => self.join_locked(id, entry, &mut [topic.state.lock()], now),
+            many => {
+                let mut guards: Vec<_> = many.iter().map(|t| t.state.lock()).collect();
+                self.join_locked(id, entry, &mut guards, now);
+            }
+        }
+        entry.joined = topics;
+        entry.state = SlotState::Active;
+        let next = self.next_check(&entry.queue, now);
+        reg.active += 1;
+        if let Some(at) = next {
+            reg.deadlines.schedule(id.index(), at);
+        }
+        Ok(id)
+    }
+
+    /// Queues the replay (or a reset) and subscribes, with every one of the
+    /// client's topics locked (`guards`, in name order).
+    fn join_locked(
+        &self,
+        id: ClientId,
+        entry: &mut Entry,
+        guards: &mut [MutexGuard<'_, TopicState>],
+        now: u64,
+    ) {
+        let shared = &*self.shared;
         if let Some(last) = entry.last_event_id.take() {
             let cut = shared.seq.load(Ordering::Acquire);
             let replay = match last.parse::<EventId>() {
@@ -618,18 +648,9 @@ impl Hub {
                 }
             }
         }
-        for guard in &mut guards {
+        for guard in guards.iter_mut() {
             guard.subscribe(id, Arc::clone(&entry.queue));
         }
-        drop(guards);
-        entry.joined = topics;
-        entry.state = SlotState::Active;
-        let next = self.next_check(&entry.queue, now);
-        reg.active += 1;
-        if let Some(at) = next {
-            reg.deadlines.schedule(id.index(), at);
-        }
-        Ok(id)
     }
 
     /// Frees a reservation dropped without activation.

@@ -45,6 +45,13 @@ pub fn validate_topic(name: &str) -> Result<(), TopicError> {
     if name.len() > MAX_TOPIC_LEN {
         return Err(TopicError::TooLong { len: name.len() });
     }
+    if name.is_ascii() {
+        // The common case, without decoding: C0 controls and DEL.
+        return match name.bytes().position(|b| b < 0x20 || b == 0x7f) {
+            Some(at) => Err(TopicError::ControlCharacter { at }),
+            None => Ok(()),
+        };
+    }
     match name.char_indices().find(|(_, c)| c.is_control()) {
         Some((at, _)) => Err(TopicError::ControlCharacter { at }),
         None => Ok(()),

@@ -226,6 +226,13 @@ struct Entry {
     last_event_id: Option<String>,
 }
 
+impl Entry {
+    /// Where `topic` is (or would go) in the sorted topic set.
+    fn position(&self, topic: &str) -> Result<usize, usize> {
+        self.names.binary_search_by(|n| (**n).cmp(topic))
+    }
+}
+
 struct Registry {
     slots: Slab<Entry>,
     next_generation: u64,
@@ -249,6 +256,13 @@ impl Registry {
         self.slots
             .get_mut(id.index() as usize)
             .filter(|e| e.generation == id.generation())
+    }
+
+    /// A client that callers may still address: reserved or active. A
+    /// close-pending client is gone as far as they are concerned.
+    fn live_mut(&mut self, id: ClientId) -> Option<&mut Entry> {
+        self.lookup_mut(id)
+            .filter(|e| !matches!(e.state, SlotState::ClosePending(_)))
     }
 
     fn gone(&self, id: ClientId) -> CloseOutcome {
@@ -800,33 +814,26 @@ impl Hub {
     pub fn subscribe(&self, id: ClientId, topic: &str) -> Result<bool, SubscribeError> {
         validate_topic(topic).map_err(SubscribeError::InvalidTopic)?;
         let mut reg = self.shared.registry.lock();
-        let Some(entry) = reg.lookup_mut(id) else {
-            return Err(SubscribeError::UnknownClient);
-        };
-        if matches!(entry.state, SlotState::ClosePending(_)) {
-            // Closed before activation: gone as far as callers are concerned.
-            return Err(SubscribeError::UnknownClient);
-        }
-        let at = match entry.names.binary_search_by(|n| (**n).cmp(topic)) {
-            Ok(_) => return Ok(false),
-            Err(at) => at,
+        let entry = reg.live_mut(id).ok_or(SubscribeError::UnknownClient)?;
+        let Err(at) = entry.position(topic) else {
+            return Ok(false);
         };
         let limit = self.shared.config.max_topics_per_client;
         if entry.names.len() >= limit {
             return Err(SubscribeError::TooManyTopicsForClient { limit });
         }
-        let name: SharedStr = SharedStr::from(topic);
-        if entry.state == SlotState::Active {
-            let topics = self
-                .topics_for(std::slice::from_ref(&name))
+        let name = if entry.state == SlotState::Active {
+            let topic = self
+                .topic(topic)
                 .map_err(|limit| SubscribeError::TooManyTopics { limit })?;
-            let Some(topic) = topics.into_iter().next() else {
-                return Err(SubscribeError::UnknownClient);
-            };
             topic.state.lock().subscribe(id, Arc::clone(&entry.queue));
+            let name = SharedStr::clone(&topic.name);
             entry.joined.insert(at, topic);
-        }
-        // Reserved: recorded now, subscribed at activation.
+            name
+        } else {
+            // Reserved: recorded now, subscribed at activation.
+            SharedStr::from(topic)
+        };
         entry.names.insert(at, name);
         Ok(true)
     }
@@ -841,13 +848,8 @@ impl Hub {
     pub fn unsubscribe(&self, id: ClientId, topic: &str) -> Result<bool, SubscribeError> {
         validate_topic(topic).map_err(SubscribeError::InvalidTopic)?;
         let mut reg = self.shared.registry.lock();
-        let Some(entry) = reg.lookup_mut(id) else {
-            return Err(SubscribeError::UnknownClient);
-        };
-        if matches!(entry.state, SlotState::ClosePending(_)) {
-            return Err(SubscribeError::UnknownClient);
-        }
-        let Ok(at) = entry.names.binary_search_by(|n| (**n).cmp(topic)) else {
+        let entry = reg.live_mut(id).ok_or(SubscribeError::UnknownClient)?;
+        let Ok(at) = entry.position(topic) else {
             return Ok(false);
         };
         entry.names.remove(at);
@@ -1206,11 +1208,8 @@ impl Hub {
     /// The topics a live client is subscribed to, sorted; `None` for an id
     /// that is not live.
     pub fn client_topics(&self, id: ClientId) -> Option<Vec<String>> {
-        let reg = self.shared.registry.lock();
-        let entry = reg.lookup(id)?;
-        if matches!(entry.state, SlotState::ClosePending(_)) {
-            return None;
-        }
+        let mut reg = self.shared.registry.lock();
+        let entry = reg.live_mut(id)?;
         Some(entry.names.iter().map(|n| n.to_string()).collect())
     }
 
@@ -1325,10 +1324,9 @@ impl Hub {
                 );
             }
             for sub in &state.subs {
-                let ok = reg.lookup(sub.id).is_some_and(|e| {
-                    e.state == SlotState::Active
-                        && e.names.binary_search_by(|n| n.cmp(name)).is_ok()
-                });
+                let ok = reg
+                    .lookup(sub.id)
+                    .is_some_and(|e| e.state == SlotState::Active && e.position(name).is_ok());
                 if !ok {
                     return fail("I2", format!("topic {name:?} indexes {} wrongly", sub.id));
                 }

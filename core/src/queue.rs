@@ -152,18 +152,18 @@ impl Queue {
         Push::Queued
     }
 
-    /// Closes the queue; returns `false` if it was already closed (the first
-    /// reason stands).
-    pub(crate) fn close(&self, reason: CloseReason) -> bool {
+    /// Closes the queue and returns the reason in effect: `reason`, or the
+    /// earlier one if it was already closed (the first reason stands).
+    pub(crate) fn close(&self, reason: CloseReason) -> CloseReason {
         let mut state = self.state.lock();
-        if state.closed.is_some() {
-            return false;
+        if let Some(earlier) = state.closed {
+            return earlier;
         }
         let waker = state.close(reason);
         let blocked = state.blocked > 0;
         drop(state);
         self.wake(waker, blocked);
-        true
+        reason
     }
 
     /// The reason the queue was closed for, if it was.

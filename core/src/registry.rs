@@ -586,8 +586,7 @@ impl Hub {
             Ok(topics) => topics,
             Err(limit) => {
                 let entry = reg.free(id.index());
-                entry.queue.close(CloseReason::Kicked);
-                shared.metrics.closed(CloseReason::Kicked);
+                self.close_queue(&entry.queue, CloseReason::Kicked);
                 return Err(ActivateError::TooManyTopics { limit });
             }
         };
@@ -674,9 +673,7 @@ impl Hub {
         match entry.state {
             SlotState::Reserved => {
                 let entry = reg.free(id.index());
-                if entry.queue.close(CloseReason::ClientGone) {
-                    self.shared.metrics.closed(CloseReason::ClientGone);
-                }
+                self.close_queue(&entry.queue, CloseReason::ClientGone);
             }
             SlotState::ClosePending(_) => {
                 reg.free(id.index());
@@ -698,10 +695,8 @@ impl Hub {
         };
         match entry.state {
             SlotState::Reserved => {
+                let reason = self.close_queue(&entry.queue, reason);
                 entry.state = SlotState::ClosePending(reason);
-                if entry.queue.close(reason) {
-                    self.shared.metrics.closed(reason);
-                }
                 reg.pending += 1;
                 CloseOutcome::Deferred
             }
@@ -732,10 +727,18 @@ impl Hub {
                 unused.push(Arc::clone(topic));
             }
         }
-        entry.queue.close(reason);
-        let effective = entry.queue.closed_reason().unwrap_or(reason);
-        self.shared.metrics.closed(effective);
+        self.close_queue(&entry.queue, reason);
         self.drop_unused(&unused);
+    }
+
+    /// Closes a client's queue and counts the close once, under the reason
+    /// in effect: the first to close the queue decides. (Only an
+    /// overflowing push closes a queue without the registry lock, and it
+    /// leaves the counting to the registry close that follows.)
+    fn close_queue(&self, queue: &Queue, reason: CloseReason) -> CloseReason {
+        let effective = queue.close(reason);
+        self.shared.metrics.closed(effective);
+        effective
     }
 
     /// Drops topics that have neither subscribers nor retained events (I5).
@@ -1164,10 +1167,8 @@ impl Hub {
             let index = index as u32;
             match entry.state {
                 SlotState::Reserved => {
-                    entry.state = SlotState::ClosePending(CloseReason::Shutdown);
-                    if entry.queue.close(CloseReason::Shutdown) {
-                        shared.metrics.closed(CloseReason::Shutdown);
-                    }
+                    let reason = self.close_queue(&entry.queue, CloseReason::Shutdown);
+                    entry.state = SlotState::ClosePending(reason);
                     reg.pending += 1;
                     report.pending += 1;
                 }

@@ -344,3 +344,33 @@ fn subscribe_to_a_close_pending_client_is_refused() {
     drop(reservation);
     assert_eq!(hub.len(), 0);
 }
+
+/// A reserved client whose queue overflows (sends before activation) is
+/// closed as a slow consumer, counted once, and its activation says so.
+#[test]
+fn overflow_before_activation_is_counted_once_as_slow_consumer() {
+    let hub = Hub::new(
+        HubConfig {
+            queue_max_frames: 1,
+            ..quiet()
+        },
+        Instant::now(),
+    );
+    let r = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    hub.send(r.id(), &Event::new("fits")).unwrap();
+    assert_eq!(
+        hub.send(r.id(), &Event::new("does not")),
+        Err(SendError::SlowConsumer)
+    );
+    assert_eq!(
+        r.activate(),
+        Err(ActivateError::ClosedBeforeActivation(
+            CloseReason::SlowConsumer
+        ))
+    );
+    let metrics = hub.metrics();
+    assert_eq!(metrics.closes_for(CloseReason::SlowConsumer), 1);
+    let total: u64 = metrics.closes.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 1, "one client, one close");
+    assert_empty(&hub);
+}

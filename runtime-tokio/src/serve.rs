@@ -58,13 +58,32 @@ pub struct ServeOptions {
     /// Drop a connection whose socket has accepted no byte for this long
     /// while a write was pending (see [`crate::io`]); `None`: never.
     pub write_timeout: Option<Duration>,
+    /// `SO_SNDBUF` of every accepted socket, in bytes; `None` leaves the
+    /// kernel's autotuning (which grows a loopback buffer to ~4 MiB).
+    ///
+    /// A cap bounds the kernel memory a client that stops reading can pin
+    /// and lets the core see the stall sooner (its queue only grows once
+    /// the socket is full), at the cost of throughput to far-away, fast
+    /// readers. Linux doubles the value for its own bookkeeping.
+    pub send_buffer: Option<usize>,
 }
 
 impl Default for ServeOptions {
-    /// A 30 s write timeout.
+    /// A 30 s write timeout, the kernel's send buffer sizing.
     fn default() -> Self {
         Self {
             write_timeout: Some(Duration::from_secs(30)),
+            send_buffer: None,
+        }
+    }
+}
+
+/// Applies the per-connection socket options of `options` to `stream`.
+fn configure(stream: &tokio::net::TcpStream, options: &ServeOptions) {
+    let _ = stream.set_nodelay(true);
+    if let Some(size) = options.send_buffer {
+        if let Err(error) = socket2::SockRef::from(stream).set_send_buffer_size(size) {
+            tracing::warn!(%error, size, "could not set SO_SNDBUF");
         }
     }
 }
@@ -219,7 +238,7 @@ where
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        configure(&stream, &options);
         let tracker = WriteTracker::new();
         let io = TokioIo::new(
             TrackedIo::new(stream, tracker.clone()).with_write_timeout(options.write_timeout),
@@ -249,5 +268,45 @@ where
     Accepted {
         graceful,
         connections,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn accepted_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn send_buffer_option_caps_the_accepted_socket() {
+        let (server, _client) = accepted_pair().await;
+        let autotuned = socket2::SockRef::from(&server).send_buffer_size().unwrap();
+        let options = ServeOptions {
+            send_buffer: Some(32 * 1024),
+            ..ServeOptions::default()
+        };
+        configure(&server, &options);
+        let capped = socket2::SockRef::from(&server).send_buffer_size().unwrap();
+        // Linux reports twice the requested size (its bookkeeping share).
+        assert!(
+            (32 * 1024..=64 * 1024).contains(&capped),
+            "SO_SNDBUF {capped}, autotuned start {autotuned}"
+        );
+        assert!(server.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn default_options_leave_the_send_buffer_to_the_kernel() {
+        let (server, _client) = accepted_pair().await;
+        let before = socket2::SockRef::from(&server).send_buffer_size().unwrap();
+        configure(&server, &ServeOptions::default());
+        let after = socket2::SockRef::from(&server).send_buffer_size().unwrap();
+        assert_eq!(before, after);
     }
 }

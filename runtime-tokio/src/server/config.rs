@@ -102,6 +102,11 @@ pub struct Args {
     /// How long a graceful shutdown waits for streams to drain.
     #[arg(long, env = "SSEHUB_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// `SO_SNDBUF` of every connection, in bytes (e.g. 262144): bounds the
+    /// kernel memory a client that stops reading can pin and makes stalls
+    /// visible sooner. Unset: the kernel autotunes (up to ~4 MiB).
+    #[arg(long, env = "SSEHUB_SEND_BUFFER")]
+    pub send_buffer: Option<usize>,
 }
 
 /// A checked server configuration. Build it from [`Args`] with
@@ -130,6 +135,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Longest the tick driver sleeps (how late a deadline may fire).
     pub tick_interval: Duration,
+    /// `SO_SNDBUF` of every connection; `None`: the kernel's autotuning.
+    pub send_buffer: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -150,6 +157,7 @@ impl Default for ServerConfig {
             shutdown_event: "shutdown".to_owned(),
             drain_timeout: Duration::from_secs(5),
             tick_interval: Duration::from_secs(1),
+            send_buffer: None,
         }
     }
 }
@@ -188,6 +196,9 @@ impl ServerConfig {
         let enabled = |d: Duration| Some(d).filter(|d| !d.is_zero());
         let (heartbeat, idle_timeout) = (enabled(args.heartbeat), enabled(args.idle_timeout));
         let err = |msg: String| Err(ConfigError(msg));
+        if args.send_buffer == Some(0) {
+            return err("--send-buffer must be at least 1 byte".to_owned());
+        }
         for (flag, value) in [
             ("--queue-frames", args.queue_frames),
             ("--queue-bytes", args.queue_bytes),
@@ -291,6 +302,7 @@ impl ServerConfig {
             fatal_event: args.fatal_event,
             shutdown_event: args.shutdown_event,
             drain_timeout: args.drain_timeout,
+            send_buffer: args.send_buffer,
             ..Self::default()
         };
         Ok((config, source))
@@ -410,6 +422,7 @@ mod tests {
             "--stall-timeout=2m",
             "--cors-origin=https://a.example,http://b.example:8080",
             "--welcome=false",
+            "--send-buffer=262144",
         ])
         .unwrap();
         assert_eq!(source, TokenSource::Configured);
@@ -425,6 +438,7 @@ mod tests {
         );
         assert_eq!(config.cors_origins.len(), 2);
         assert!(!config.sse.welcome);
+        assert_eq!(config.send_buffer, Some(262_144));
     }
 
     #[test]
@@ -438,6 +452,7 @@ mod tests {
             (&["--addr=nowhere"][..], "--addr"),
             (&["--heartbeat=off"][..], "--idle-timeout"),
             (&["--queue-bytes=10"][..], "--queue-bytes"),
+            (&["--send-buffer=0"][..], "--send-buffer"),
         ] {
             let err = parse(args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

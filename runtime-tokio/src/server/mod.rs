@@ -91,6 +91,7 @@ impl Server {
                 .hub
                 .write_stall_timeout
                 .map(|t| t + 2 * config.tick_interval.max(Duration::from_secs(1))),
+            send_buffer: config.send_buffer,
         };
         let serve = serve::spawn_with(listener, options, move |request, conn| {
             let app = Arc::clone(&handler_app);

@@ -294,8 +294,17 @@ impl Registry {
     }
 }
 
+/// The configured durations in clock nanoseconds, converted once.
+struct Nanos {
+    heartbeat: Option<u64>,
+    idle: Option<u64>,
+    stall: Option<u64>,
+    replay_age: Option<u64>,
+}
+
 struct Shared {
     config: HubConfig,
+    nanos: Nanos,
     start: Instant,
     /// Nanoseconds since `start`: the latest time the hub was told.
     clock: Counter,
@@ -449,6 +458,12 @@ impl Hub {
     /// A hub whose injected clock starts at `now`.
     pub fn new(config: HubConfig, now: Instant) -> Self {
         let resolution = duration_nanos(config.timer_resolution).max(1);
+        let nanos = Nanos {
+            heartbeat: config.heartbeat_interval.map(duration_nanos),
+            idle: config.idle_timeout.map(duration_nanos),
+            stall: config.write_stall_timeout.map(duration_nanos),
+            replay_age: config.replay_max_age.map(duration_nanos),
+        };
         Self {
             shared: Arc::new(Shared {
                 start: now,
@@ -471,6 +486,7 @@ impl Hub {
                 expiry: Mutex::new(BTreeSet::new()),
                 metrics: Metrics::default(),
                 resolution,
+                nanos,
                 config,
             }),
         }
@@ -918,13 +934,11 @@ impl Hub {
             state.ring.push(seq, frame, now);
             let mut expiry = None;
             if let (Some(age), None, Some(oldest)) = (
-                shared.config.replay_max_age,
+                shared.nanos.replay_age,
                 state.expiry,
                 state.ring.oldest_at(),
             ) {
-                let bucket = oldest
-                    .saturating_add(duration_nanos(age))
-                    .div_ceil(shared.resolution);
+                let bucket = oldest.saturating_add(age).div_ceil(shared.resolution);
                 state.expiry = Some(bucket);
                 expiry = Some(bucket);
             }
@@ -1031,20 +1045,20 @@ impl Hub {
             let id = ClientId::new(index, entry.generation);
             let queue = Arc::clone(&entry.queue);
             let activity = queue.activity();
-            let config = &shared.config;
-            let stalled = config.write_stall_timeout.and_then(|t| {
+            let nanos = &shared.nanos;
+            let stalled = nanos.stall.and_then(|t| {
                 let since = activity.stall_since?;
-                (!activity.empty && since.saturating_add(duration_nanos(t)) <= now).then_some(())
+                (!activity.empty && since.saturating_add(t) <= now).then_some(())
             });
-            let idle = config
-                .idle_timeout
-                .filter(|t| activity.last_flush.saturating_add(duration_nanos(*t)) <= now);
+            let idle = nanos
+                .idle
+                .filter(|t| activity.last_flush.saturating_add(*t) <= now);
             let reason = if stalled.is_some() {
                 Some(CloseReason::WriteStalled)
             } else if idle.is_some() {
                 Some(CloseReason::IdleTimeout)
-            } else if let Some(hb) = config.heartbeat_interval {
-                let due = activity.last_push.saturating_add(duration_nanos(hb)) <= now;
+            } else if let Some(hb) = nanos.heartbeat {
+                let due = activity.last_push.saturating_add(hb) <= now;
                 if due && activity.empty {
                     match queue.push(self.heartbeat_frame(), now, &shared.metrics) {
                         Push::Queued => {
@@ -1093,7 +1107,7 @@ impl Hub {
     /// the registry lock held.
     fn expire_topics(&self, now: u64) -> usize {
         let shared = &*self.shared;
-        let Some(age) = shared.config.replay_max_age else {
+        let Some(age) = shared.nanos.replay_age else {
             return 0;
         };
         let limit = now / shared.resolution;
@@ -1106,7 +1120,7 @@ impl Hub {
                 }
             }
         }
-        let cutoff = now.saturating_sub(duration_nanos(age));
+        let cutoff = now.saturating_sub(age);
         let mut expired = 0;
         let mut unused = Vec::new();
         let mut refile = Vec::new();
@@ -1119,11 +1133,10 @@ impl Hub {
                 continue;
             }
             expired += state.ring.expire(cutoff);
-            state.expiry = state.ring.oldest_at().map(|oldest| {
-                oldest
-                    .saturating_add(duration_nanos(age))
-                    .div_ceil(shared.resolution)
-            });
+            state.expiry = state
+                .ring
+                .oldest_at()
+                .map(|oldest| oldest.saturating_add(age).div_ceil(shared.resolution));
             if let Some(next) = state.expiry {
                 refile.push((next, SharedStr::clone(&topic.name)));
             }
@@ -1357,25 +1370,23 @@ impl Hub {
     /// heartbeat, idle and stall deadlines. An empty queue cannot stall
     /// sooner than `now + stall`, so that bound stands in for it.
     fn next_check(&self, queue: &Queue, now: u64) -> Option<u64> {
-        let config = &self.shared.config;
+        let nanos = &self.shared.nanos;
         let activity = queue.activity();
-        let hb = config.heartbeat_interval.map(|hb| {
-            let due = activity.last_push.saturating_add(duration_nanos(hb));
+        let hb = nanos.heartbeat.map(|hb| {
+            let due = activity.last_push.saturating_add(hb);
             if due > now {
                 due
             } else {
-                now.saturating_add(duration_nanos(hb))
+                now.saturating_add(hb)
             }
         });
-        let idle = config
-            .idle_timeout
-            .map(|t| activity.last_flush.saturating_add(duration_nanos(t)));
-        let stall = config.write_stall_timeout.map(|t| {
+        let idle = nanos.idle.map(|t| activity.last_flush.saturating_add(t));
+        let stall = nanos.stall.map(|t| {
             let since = match activity.stall_since {
                 Some(since) if !activity.empty => since,
                 _ => now,
             };
-            since.saturating_add(duration_nanos(t))
+            since.saturating_add(t)
         });
         [hb, idle, stall].into_iter().flatten().min()
     }

@@ -232,4 +232,27 @@ mod tests {
             assert!(bad.parse::<EventId>().is_err(), "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn ids_round_trip(index: u32, generation in 1u64.., epoch: u64, seq: u64) {
+            let id = ClientId::new(index, NonZeroU64::new(generation).unwrap());
+            proptest::prop_assert_eq!(id.to_string().parse::<ClientId>(), Ok(id));
+            let event = EventId::new(epoch, seq);
+            proptest::prop_assert_eq!(event.to_string().parse::<EventId>(), Ok(event));
+        }
+
+        #[test]
+        fn parsers_accept_exactly_the_canonical_form(text in "\\PC{0,30}|[0-9.+-]{0,30}") {
+            // Never panics; whatever parses prints back to the same text.
+            if let Ok(id) = text.parse::<ClientId>() {
+                proptest::prop_assert_eq!(id.to_string(), text.clone());
+            }
+            if let Ok(id) = text.parse::<EventId>() {
+                proptest::prop_assert_eq!(id.to_string(), text);
+            }
+        }
+    }
 }

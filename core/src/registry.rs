@@ -530,6 +530,12 @@ impl Hub {
             });
         }
         let now = self.now_nanos();
+        // Allocated before the lock: the registry's critical section stays short.
+        let queue = Arc::new(Queue::new(
+            config.queue_max_frames,
+            config.queue_max_bytes,
+            now,
+        ));
         let mut reg = self.shared.registry.lock();
         if reg.shutting_down {
             return Err(ReserveError::ShuttingDown);
@@ -554,11 +560,6 @@ impl Hub {
         }
         let generation = NonZeroU64::new(reg.next_generation).unwrap_or(NonZeroU64::MIN);
         reg.next_generation += 1;
-        let queue = Arc::new(Queue::new(
-            config.queue_max_frames,
-            config.queue_max_bytes,
-            now,
-        ));
         let index = reg.slots.insert(Entry {
             generation,
             state: SlotState::Reserved,
@@ -718,7 +719,9 @@ impl Hub {
             }
             SlotState::ClosePending(_) => CloseOutcome::AlreadyClosed,
             SlotState::Active => {
-                self.close_active(&mut reg, id.index(), reason);
+                let entry = self.close_active(&mut reg, id.index(), reason);
+                drop(reg);
+                drop(entry);
                 CloseOutcome::Closed
             }
         }
@@ -733,7 +736,11 @@ impl Hub {
         }
     }
 
-    fn close_active(&self, reg: &mut Registry, index: u32, reason: CloseReason) {
+    /// Closes an active client (I1): out of every topic, queue closed, slot
+    /// freed. Returns the freed entry so the caller can drop it (its
+    /// vectors and reference counts) after releasing the registry lock.
+    #[must_use = "drop the entry after releasing the registry lock"]
+    fn close_active(&self, reg: &mut Registry, index: u32, reason: CloseReason) -> Entry {
         let entry = reg.free(index);
         let mut unused = Vec::new();
         for topic in &entry.joined {
@@ -745,6 +752,7 @@ impl Hub {
         }
         self.close_queue(&entry.queue, reason);
         self.drop_unused(&unused);
+        entry
     }
 
     /// Closes a client's queue and counts the close once, under the reason
@@ -1077,7 +1085,7 @@ impl Hub {
             };
             match reason {
                 Some(reason) => {
-                    self.close_active(&mut reg, index, reason);
+                    drop(self.close_active(&mut reg, index, reason));
                     report.closed.push((id, reason));
                 }
                 None => {
@@ -1190,7 +1198,7 @@ impl Hub {
                     let id = ClientId::new(index, entry.generation);
                     let frame = self.shutdown_frame(id, &body);
                     let _ = entry.queue.force_push(frame, now, &shared.metrics);
-                    self.close_active(&mut reg, index, CloseReason::Shutdown);
+                    drop(self.close_active(&mut reg, index, CloseReason::Shutdown));
                     report.closed += 1;
                 }
             }

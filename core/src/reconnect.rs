@@ -758,11 +758,20 @@ impl<R: RandomSource> ReconnectPolicy<R> {
     }
 }
 
-/// `min(cap, base · 2^(attempt − 1))`, without overflow.
+/// The smallest base that consecutive failures grow from. A server's
+/// `retry: 0` asks for an immediate first reconnect, and gets it; but a
+/// zero base never grows, so a server that keeps failing would be hammered
+/// in a tight loop. From the second attempt on, growth starts from at least
+/// this.
+pub const MIN_GROWTH_BASE: Duration = Duration::from_millis(1);
+
+/// `min(cap, base · 2^(attempt − 1))`, without overflow; from the second
+/// attempt on, `base` is at least [`MIN_GROWTH_BASE`].
 fn backoff_ceiling(base: Duration, cap: Duration, attempt: u32) -> Duration {
-    if base.is_zero() {
-        return Duration::ZERO;
+    if attempt <= 1 {
+        return base.min(cap);
     }
+    let base = base.max(MIN_GROWTH_BASE);
     let grown = 1u128
         .checked_shl(attempt.saturating_sub(1))
         .and_then(|factor| base.as_nanos().checked_mul(factor));
@@ -812,18 +821,21 @@ mod tests {
         assert_eq!(backoff_ceiling(base, cap, 8), cap);
         assert_eq!(backoff_ceiling(base, cap, 33), cap);
         assert_eq!(backoff_ceiling(base, cap, u32::MAX), cap);
-        assert_eq!(
-            backoff_ceiling(Duration::ZERO, cap, u32::MAX),
-            Duration::ZERO
-        );
+        // A zero base is honoured once, then grows from 1 ms.
+        assert_eq!(backoff_ceiling(Duration::ZERO, cap, 1), Duration::ZERO);
+        assert_eq!(backoff_ceiling(Duration::ZERO, cap, 3), MIN_GROWTH_BASE * 4);
+        assert_eq!(backoff_ceiling(Duration::ZERO, cap, u32::MAX), cap);
         assert_eq!(
             backoff_ceiling(Duration::MAX, Duration::MAX, 40),
             Duration::MAX
         );
+        // A sub-millisecond base grows from MIN_GROWTH_BASE after the first
+        // attempt, without overflow.
         let tiny = Duration::from_nanos(1);
+        assert_eq!(backoff_ceiling(tiny, Duration::MAX, 1), tiny);
         assert_eq!(
             backoff_ceiling(tiny, Duration::MAX, 41),
-            Duration::from_nanos(1 << 40)
+            MIN_GROWTH_BASE * (1 << 20) * (1 << 20)
         );
         assert_eq!(backoff_ceiling(tiny, Duration::MAX, 200), Duration::MAX);
     }

@@ -597,3 +597,19 @@ fn policy_is_send_and_sync() {
     assert_send_sync::<Action>();
     assert_send_sync::<State>();
 }
+
+/// `retry: 0` reconnects at once, but a server that keeps failing is not
+/// hammered in a tight loop: consecutive failures still back off.
+#[test]
+fn zero_server_retry_still_backs_off_on_repeated_failures() {
+    let mut policy = max_jitter(config());
+    open(&mut policy);
+    let _ = policy.on_retry(Duration::ZERO);
+    assert_eq!(delay_of(&policy.on_stream_end()), Duration::ZERO);
+    let delays: Vec<Duration> = (0..20)
+        .map(|_| delay_of(&policy.on_connect_error()))
+        .collect();
+    assert_eq!(delays[0], Duration::from_millis(2));
+    assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+    assert_eq!(delays[19], Duration::from_secs(30), "grows to the cap");
+}

@@ -43,6 +43,8 @@ struct Cdp {
     next_id: u64,
     session: Option<String>,
     profile: PathBuf,
+    /// Protocol events read while waiting for a command's reply.
+    events: Vec<Value>,
 }
 
 impl Cdp {
@@ -94,6 +96,7 @@ impl Cdp {
             next_id: 0,
             session: None,
             profile,
+            events: Vec::new(),
         }
     }
 
@@ -122,18 +125,47 @@ impl Cdp {
         bytes.push(0);
         self.to_browser.write_all(&bytes).await.unwrap();
         loop {
-            let mut raw = Vec::new();
-            let n = self.from_browser.read_until(0, &mut raw).await.unwrap();
-            assert!(n > 0, "chromium closed the debugging pipe");
-            raw.pop();
-            let reply: Value = serde_json::from_slice(&raw).unwrap();
+            let reply = self.read_message().await;
             if reply["id"] == json!(id) {
                 if let Some(error) = reply.get("error") {
                     return Err(error.clone());
                 }
                 return Ok(reply["result"].clone());
             }
+            if reply.get("method").is_some() {
+                self.events.push(reply);
+            }
         }
+    }
+
+    async fn read_message(&mut self) -> Value {
+        let mut raw = Vec::new();
+        let n = self.from_browser.read_until(0, &mut raw).await.unwrap();
+        assert!(n > 0, "chromium closed the debugging pipe");
+        raw.pop();
+        serde_json::from_slice(&raw).unwrap()
+    }
+
+    /// Waits for the protocol event `method` (one already read counts).
+    async fn wait_event(&mut self, method: &str) -> Value {
+        if let Some(at) = self.events.iter().position(|e| e["method"] == method) {
+            return self.events.remove(at);
+        }
+        loop {
+            let message = self.read_message().await;
+            if message["method"] == method {
+                return message;
+            }
+        }
+    }
+
+    /// Navigates the attached page and waits for its load event, so that
+    /// evaluations afterwards run in the page's own, settled context.
+    async fn open(&mut self, url: &str) {
+        self.call("Page.enable", json!({}), true).await;
+        self.call("Page.navigate", json!({ "url": url }), true)
+            .await;
+        self.wait_event("Page.loadEventFired").await;
     }
 
     async fn attach_to_page(&mut self) {
@@ -179,22 +211,9 @@ impl Cdp {
         );
         let params =
             json!({ "expression": expression, "awaitPromise": true, "returnByValue": true });
-        let mut attempts = 0;
-        let result = loop {
-            // The page may still be navigating from about:blank: its first
-            // execution context goes away under the evaluation.
-            match self
-                .try_call("Runtime.evaluate", params.clone(), true)
-                .await
-            {
-                Ok(result) => break result,
-                Err(error) if attempts < 50 => {
-                    attempts += 1;
-                    eprintln!("retrying the evaluation ({error})");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => panic!("waiting for {what}: {error}"),
-            }
+        let result = match self.try_call("Runtime.evaluate", params, true).await {
+            Ok(result) => result,
+            Err(error) => panic!("waiting for {what}: {error}"),
         };
         if let Some(details) = result.get("exceptionDetails") {
             panic!("waiting for {what}: {details}");
@@ -228,8 +247,9 @@ async fn demo_page_receives_events_and_replays_after_a_reconnect() {
     let hub = server.hub().clone();
 
     let run = async {
-        let mut browser = Cdp::launch(&binary, &format!("http://{addr}/?topic=browser")).await;
+        let mut browser = Cdp::launch(&binary, "about:blank").await;
         browser.attach_to_page().await;
+        browser.open(&format!("http://{addr}/?topic=browser")).await;
         let client_id = browser
             .wait_for(
                 "the welcome event",

@@ -383,25 +383,36 @@ async fn open_stream(addr: &str, topic: &str, stalled: bool) -> Result<OpenStrea
         .write_all(request.as_bytes())
         .await
         .map_err(|e| format!("send request: {e}"))?;
-    let mut buf = Vec::with_capacity(1024);
+    let mut rest = Vec::with_capacity(1024);
+    let head = read_head(&mut stream, &mut rest).await?;
+    if head.status != 200 {
+        return Err(format!("GET /events answered {}", head.status));
+    }
+    Ok(OpenStream { stream, head, rest })
+}
+
+/// Reads until `buf` holds a whole response head, parses it and removes it
+/// from `buf`, leaving any body bytes read with it.
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<wire::ResponseHead, String> {
     let mut chunk = [0u8; 4096];
-    loop {
+    let head = loop {
+        if let Some(head) = wire::parse_response_head(buf).map_err(|e| e.to_string())? {
+            break head;
+        }
         let n = stream
             .read(&mut chunk)
             .await
-            .map_err(|e| format!("read head: {e}"))?;
+            .map_err(|e| format!("read response head: {e}"))?;
         if n == 0 {
             return Err("connection closed before the response head".to_owned());
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(head) = wire::parse_response_head(&buf).map_err(|e| e.to_string())? {
-            if head.status != 200 {
-                return Err(format!("GET /events answered {}", head.status));
-            }
-            let rest = buf[head.len..].to_vec();
-            return Ok(OpenStream { stream, head, rest });
-        }
-    }
+    };
+    buf.drain(..head.len);
+    Ok(head)
 }
 
 /// Reads one connection's events until EOF, an error or the stop flag.
@@ -568,20 +579,7 @@ async fn read_response(
     buf: &mut Vec<u8>,
 ) -> Result<(u16, Vec<u8>), String> {
     let mut chunk = [0u8; 4096];
-    let head = loop {
-        if let Some(head) = wire::parse_response_head(buf).map_err(|e| e.to_string())? {
-            break head;
-        }
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("read response: {e}"))?;
-        if n == 0 {
-            return Err("connection closed mid-response".to_owned());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    buf.drain(..head.len);
+    let head = read_head(stream, buf).await?;
     let mut body = Vec::new();
     if head.chunked {
         let mut dechunker = wire::Dechunker::new();

@@ -2,7 +2,7 @@
 //! says what to change.
 
 use crate::codec::EncodeError;
-use crate::registry::CloseReason;
+use crate::reason::CloseReason;
 use std::fmt;
 
 /// Why a topic name was refused.
@@ -189,6 +189,14 @@ pub enum SendError {
     SlowConsumer,
     /// The client was closed, for this reason, before the event got in.
     Closed(CloseReason),
+    /// A pre-encoded frame given to [`Hub::send_frame`](crate::Hub::send_frame)
+    /// is not one whole event as the encoder writes it (it must end with a
+    /// blank line, contain no CR, and set no `id`, which would move the
+    /// client's `Last-Event-ID` out of the hub-wide order).
+    InvalidFrame {
+        /// Which rule the frame breaks.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for SendError {
@@ -198,6 +206,7 @@ impl fmt::Display for SendError {
             Self::Encode(e) => write!(f, "cannot encode event: {e}"),
             Self::SlowConsumer => f.write_str("client queue full; client closed as slow consumer"),
             Self::Closed(reason) => write!(f, "client already closed ({reason})"),
+            Self::InvalidFrame { reason } => write!(f, "invalid frame: {reason}"),
         }
     }
 }

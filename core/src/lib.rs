@@ -8,7 +8,9 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`registry`] | [`Hub`]: client slots and their lifecycle, publish, send, deadlines, shutdown |
+//! | `hub` | [`Hub`]: client slots and their lifecycle, subscriptions, the hub-wide publish order, timers, shutdown |
+//! | `reason` | [`CloseReason`], shared by every layer below the hub |
+//! | `clock` | [`Clock`]: the time source a hub may stamp pushes with |
 //! | `topics` | topic names, subscriber indexes, replay rings |
 //! | `queue` | the bounded per-client queue and its reader, [`ClientStream`] |
 //! | `deadline` | heartbeat / idle / stall deadlines in O(what fires) |
@@ -18,7 +20,7 @@
 //! | `sync` | the lock/atomic facade that loom swaps out (`--cfg ssehub_loom`) |
 //!
 //! The invariants I1–I8 that every change must keep are stated in the
-//! registry's module docs and in DESIGN.md.
+//! hub's module docs and in DESIGN.md.
 //!
 //! ```
 //! use ssehub_core::{codec::Event, CloseReason, Hub, HubConfig, ReserveOptions};
@@ -42,32 +44,36 @@
 )]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod clock;
 pub mod codec;
 mod config;
 mod deadline;
 mod error;
+mod hub;
 mod id;
 pub mod metrics;
 mod queue;
+mod reason;
 pub mod reconnect;
-pub mod registry;
 mod replay;
 #[doc(hidden)]
 pub mod sync;
 mod topics;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, HubConfig};
 pub use error::{
     ActivateError, InvariantViolation, PublishError, ReserveError, SendError, SubscribeError,
     TopicError,
 };
+pub use hub::{
+    CloseGuard, CloseOutcome, Hub, PublishReport, Reservation, ReserveOptions, ShutdownReport,
+    TickReport,
+};
 pub use id::{ClientId, EventId, ParseIdError};
 pub use metrics::MetricsSnapshot;
 pub use queue::{ClientStream, Drain};
-pub use registry::{
-    CloseGuard, CloseOutcome, CloseReason, Hub, PublishReport, Reservation, ReserveOptions,
-    ShutdownReport, TickReport,
-};
+pub use reason::CloseReason;
 pub use topics::{validate_topic, MAX_TOPIC_LEN};
 
 /// The README's examples, compiled and run as doctests.

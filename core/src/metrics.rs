@@ -4,7 +4,7 @@
 //! Counters are relaxed atomics that loom does not model (see
 //! `sync::Counter`): they record what happened and decide nothing.
 
-use crate::registry::CloseReason;
+use crate::reason::CloseReason;
 use crate::sync::Counter;
 
 #[derive(Debug, Default)]

@@ -21,7 +21,7 @@
 //! held on every push and flush.
 
 use crate::metrics::Metrics;
-use crate::registry::CloseReason;
+use crate::reason::CloseReason;
 use crate::sync::{Arc, Condvar, Mutex};
 use crate::{ClientId, Hub};
 use bytes::Bytes;
@@ -154,10 +154,17 @@ impl Queue {
 
     /// Closes the queue and returns the reason in effect: `reason`, or the
     /// earlier one if it was already closed (the first reason stands).
-    pub(crate) fn close(&self, reason: CloseReason) -> CloseReason {
+    /// `last`, if given, is queued (past the bound) in the same step, so it
+    /// is the final frame the reader sees; on a queue already closed it is
+    /// dropped.
+    pub(crate) fn close(&self, reason: CloseReason, last: Option<Bytes>) -> CloseReason {
         let mut state = self.state.lock();
         if let Some(earlier) = state.closed {
             return earlier;
+        }
+        if let Some(frame) = last {
+            state.bytes += frame.len();
+            state.frames.push_back(frame);
         }
         let waker = state.close(reason);
         let blocked = state.blocked > 0;

@@ -155,3 +155,7 @@ impl Counter {
 /// there is nothing for loom to explore in it, and loom's `Arc` lacks the
 /// `Hash`/`Ord` that map keys need.
 pub type SharedStr = std::sync::Arc<str>;
+
+/// A shared, never-modelled handle for values outside the hub's state
+/// (a test clock): always `std`'s `Arc`, for the reason [`Counter`] is.
+pub type PlainArc<T> = std::sync::Arc<T>;

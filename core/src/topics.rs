@@ -126,13 +126,79 @@ impl TopicState {
     }
 }
 
-/// The name → topic map, and the newest sequence number any dropped topic
-/// had evicted (a new topic starts from it, so that a client whose last id
-/// predates events lost with a dropped topic is reset, not silently
-/// replayed past them).
+/// The name → topic map, and what dropped topics had lost.
+///
+/// Gap memory (I8): a topic dropped after evicting events leaves its name
+/// and the newest sequence number it evicted in `gaps`; if the name comes
+/// back, its new ring starts from that number, so a client whose last id
+/// predates the lost events is reset instead of silently replayed past
+/// them. Only that name is affected: churn on other topics never resets
+/// anyone. The memory is bounded (`bound` names); when full, the older
+/// half is forgotten by folding it into `floor`, which every new topic
+/// starts from. Forgetting can only cause a reset, never a skip.
 pub(crate) struct TopicMap {
     pub(crate) map: HashMap<SharedStr, Arc<Topic>>,
-    pub(crate) watermark: u64,
+    gaps: HashMap<SharedStr, u64>,
+    floor: u64,
+    bound: usize,
+}
+
+impl TopicMap {
+    /// An empty map that remembers the gaps of up to `bound` dropped names.
+    pub(crate) fn new(bound: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            gaps: HashMap::new(),
+            floor: 0,
+            bound: bound.max(1),
+        }
+    }
+
+    /// Creates the topic `name` (which must be missing), its ring starting
+    /// from whatever a dropped topic of that name had evicted.
+    pub(crate) fn create(&mut self, name: &SharedStr, capacity: usize) -> Arc<Topic> {
+        let evicted = self.gaps.remove(name).unwrap_or(0).max(self.floor);
+        let topic = Arc::new(Topic::new(SharedStr::clone(name), capacity, evicted));
+        self.map.insert(SharedStr::clone(name), Arc::clone(&topic));
+        topic
+    }
+
+    /// Removes a dead topic and remembers the newest sequence number it had
+    /// evicted.
+    pub(crate) fn retire(&mut self, topic: &Arc<Topic>, evicted: u64) {
+        if self
+            .map
+            .get(&topic.name)
+            .is_some_and(|t| Arc::ptr_eq(t, topic))
+        {
+            self.map.remove(&topic.name);
+        }
+        if evicted <= self.floor {
+            return;
+        }
+        let gap = self.gaps.entry(SharedStr::clone(&topic.name)).or_insert(0);
+        *gap = (*gap).max(evicted);
+        if self.gaps.len() > self.bound {
+            self.forget_older_half();
+        }
+    }
+
+    /// Folds the older half of the gap memory into `floor`: amortized O(1)
+    /// per retired topic.
+    fn forget_older_half(&mut self) {
+        let mut marks: Vec<u64> = self.gaps.values().copied().collect();
+        let middle = marks.len() / 2;
+        let (_, median, _) = marks.select_nth_unstable(middle);
+        self.floor = self.floor.max(*median);
+        let floor = self.floor;
+        self.gaps.retain(|_, mark| *mark > floor);
+    }
+
+    /// The gap recorded for a dropped name (for tests of the memory).
+    #[cfg(test)]
+    fn gap(&self, name: &str) -> u64 {
+        self.gaps.get(name).copied().unwrap_or(0).max(self.floor)
+    }
 }
 
 #[cfg(test)]
@@ -152,5 +218,39 @@ mod tests {
             Err(TopicError::ControlCharacter { at: 2 })
         );
         assert!(validate_topic("ünïcødé/✓").is_ok());
+    }
+
+    fn retire_with(map: &mut TopicMap, name: &str, evicted: u64) {
+        let topic = map.create(&SharedStr::from(name), 4);
+        topic.state.lock().dead = true;
+        map.retire(&topic, evicted);
+    }
+
+    #[test]
+    fn gap_memory_is_per_name() {
+        let mut map = TopicMap::new(8);
+        retire_with(&mut map, "other", 9);
+        assert_eq!(map.gap("other"), 9);
+        assert_eq!(map.gap("news"), 0, "another name's loss must not leak");
+        let news = map.create(&SharedStr::from("news"), 4);
+        assert!(!news.state.lock().ring.has_gap_after(1));
+        let other = map.create(&SharedStr::from("other"), 4);
+        assert!(other.state.lock().ring.has_gap_after(8));
+        assert!(!other.state.lock().ring.has_gap_after(9));
+    }
+
+    #[test]
+    fn gap_memory_stays_bounded_and_only_ever_errs_towards_reset() {
+        let mut map = TopicMap::new(4);
+        for n in 1..=100u64 {
+            retire_with(&mut map, &format!("t{n}"), n);
+            assert!(map.gaps.len() <= 4);
+        }
+        // Every name still reports a gap at least as new as its own loss.
+        for n in 1..=100u64 {
+            assert!(map.gap(&format!("t{n}")) >= n, "t{n} forgot its gap");
+        }
+        // And a name never dropped is reset only below the floor.
+        assert!(map.gap("fresh") < 100);
     }
 }

@@ -2,7 +2,9 @@
 //! shutdown.
 
 use ssehub_core::codec::Event;
-use ssehub_core::{ClientStream, CloseReason, Drain, Hub, HubConfig, ReserveOptions};
+use ssehub_core::{
+    ClientStream, Clock, CloseReason, Drain, Hub, HubConfig, ManualClock, ReserveOptions,
+};
 use std::time::{Duration, Instant};
 
 const S: Duration = Duration::from_secs(1);
@@ -220,4 +222,75 @@ fn blocking_reader_wakes_on_push_and_on_close() {
     }
     let _ = hub.close(id, CloseReason::Kicked);
     assert_eq!(reader.join().unwrap(), (100, CloseReason::Kicked));
+}
+
+/// A driver that sleeps until `next_deadline` and a frame published while it
+/// sleeps: the frame must count from when it was pushed, not from the last
+/// instant the hub was told.
+#[test]
+fn a_push_between_ticks_is_stamped_with_its_own_time() {
+    let t0 = Instant::now();
+    let clock = ManualClock::new(t0);
+    let hub = Hub::with_clock(
+        HubConfig {
+            heartbeat_interval: Some(S),
+            idle_timeout: Some(10 * S),
+            write_stall_timeout: Some(S),
+            replay_capacity: 0,
+            ..HubConfig::default()
+        },
+        clock.clone(),
+    );
+    let r = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+    let stream = r.stream();
+    let id = r.activate().unwrap();
+    let wake = hub.tick(t0).next_deadline.expect("a deadline");
+    assert_eq!(wake, t0 + S);
+    // The driver sleeps; 900 ms in, an event is published and stays queued
+    // (the writer is slow, not stalled yet).
+    clock.advance(Duration::from_millis(900));
+    hub.publish("t", &Event::new("fresh")).unwrap();
+    clock.set(wake);
+    let report = hub.tick(wake);
+    assert!(
+        report.closed.is_empty(),
+        "closed as stalled 100 ms after the frame was queued: {report:?}"
+    );
+    // The writer flushes it now; no heartbeat may follow the data frame
+    // 100 ms later.
+    assert_eq!(drain_all(&stream), ["id: 0-1\ndata: fresh\n\n"]);
+    stream.flushed(clock.now());
+    let report = hub.tick(clock.now());
+    assert_eq!(report.heartbeats, 0, "a heartbeat right after a data frame");
+    assert!(drain_all(&stream).is_empty());
+    // A full interval after the frame, the heartbeat is due.
+    let next = report.next_deadline.expect("a deadline");
+    assert!(next <= t0 + Duration::from_millis(1900) + S);
+    clock.set(t0 + Duration::from_millis(1900));
+    assert_eq!(hub.tick(clock.now()).heartbeats, 1);
+    assert!(hub.is_active(id));
+}
+
+/// The same driver with a hub that only knows what it is told shows the
+/// stale stamp (documented on `Hub::new`): this is why the adapter builds
+/// its hub with a clock.
+#[test]
+fn without_a_clock_a_push_is_stamped_with_the_last_instant_told() {
+    let t0 = Instant::now();
+    let hub = Hub::new(
+        HubConfig {
+            heartbeat_interval: None,
+            idle_timeout: None,
+            write_stall_timeout: Some(S),
+            replay_capacity: 0,
+            ..HubConfig::default()
+        },
+        t0,
+    );
+    let r = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+    let _stream = r.stream();
+    let id = r.activate().unwrap();
+    hub.publish("t", &Event::new("x")).unwrap();
+    let report = hub.tick(t0 + S);
+    assert_eq!(report.closed, [(id, CloseReason::WriteStalled)]);
 }

@@ -2,8 +2,8 @@
 
 use ssehub_core::codec::Event;
 use ssehub_core::{
-    ActivateError, ClientStream, CloseOutcome, CloseReason, Drain, Hub, HubConfig, ReserveOptions,
-    SendError, SubscribeError,
+    ActivateError, ClientStream, CloseOutcome, CloseReason, Drain, Hub, HubConfig, PublishError,
+    ReserveOptions, SendError, SubscribeError,
 };
 use std::time::Instant;
 
@@ -261,10 +261,11 @@ fn limits_are_typed_errors() {
         hub.subscribe(a, "c"),
         Err(SubscribeError::TooManyTopicsForClient { limit: 2 })
     );
-    assert_eq!(
-        hub.publish("c", &Event::new("x")).unwrap_err(),
-        PublishError::TooManyTopics { limit: 2 }
-    );
+    // With nothing retained, a publish to a topic nobody reads needs no
+    // topic at all: it is numbered, delivered to no one, and the full table
+    // is left as it was.
+    assert_eq!(hub.publish("c", &Event::new("x")).unwrap().delivered, 0);
+    assert_eq!(hub.topic_count(), 2);
     assert!(matches!(
         hub.publish("a", &Event::new("x".repeat(100))).unwrap_err(),
         PublishError::Encode(_)
@@ -277,6 +278,28 @@ fn limits_are_typed_errors() {
     let _ = hub.close(a, CloseReason::ClientGone);
     let _ = hub.close(b, CloseReason::ClientGone);
     assert_empty(&hub);
+}
+
+#[test]
+fn publishing_to_a_new_topic_past_the_limit_is_a_typed_error() {
+    let hub = Hub::new(
+        HubConfig {
+            max_topics: 1,
+            replay_capacity: 4,
+            ..quiet()
+        },
+        Instant::now(),
+    );
+    let before = hub.last_event_id();
+    hub.publish("a", &Event::new("x")).unwrap();
+    assert_eq!(
+        hub.publish("b", &Event::new("x")).unwrap_err(),
+        PublishError::TooManyTopics { limit: 1 }
+    );
+    // The refused publish consumed no id.
+    let next = hub.publish("a", &Event::new("y")).unwrap().id;
+    assert_eq!(next.seq(), before.seq() + 2);
+    hub.check_invariants().unwrap();
 }
 
 #[test]

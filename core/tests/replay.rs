@@ -166,6 +166,33 @@ fn expired_events_count_as_a_gap() {
 }
 
 #[test]
+fn churn_on_another_topic_never_resets_a_client_that_missed_nothing() {
+    // Regression: a dropped topic's evictions were folded into one map-wide
+    // mark that every new topic started from, so a client that had seen
+    // everything on `news` was reset because `other` lost an event.
+    let t0 = Instant::now();
+    let hub = Hub::new(config(16), t0);
+    let seen = hub.publish("news", &Event::new("n1")).unwrap().id;
+    hub.publish("other", &Event::new("o1")).unwrap();
+    hub.tick(t0 + Duration::from_secs(61));
+    assert_eq!(
+        hub.topic_count(),
+        0,
+        "both rings expired, both topics dropped"
+    );
+    let (_, stream) = connect(&hub, &["news"], Some(&seen.to_string()));
+    assert!(
+        events(&stream).is_empty(),
+        "nothing on news was missed: no reset, no replay"
+    );
+    assert_eq!(hub.metrics().replay_resets, 0);
+    // The topic that did lose an event still answers its own client with a
+    // reset (I8 holds per topic).
+    let (_, stream) = connect(&hub, &["other"], Some(&seen.to_string()));
+    assert_eq!(events(&stream)[0].1, "reset");
+}
+
+#[test]
 fn replay_that_would_overflow_the_queue_resets_instead() {
     let hub = Hub::new(
         HubConfig {

@@ -1,0 +1,526 @@
+//! A client's lifecycle: reserve → arm the close hook → activate → close,
+//! in any interleaving with closes from other threads.
+//!
+//! Invariants:
+//! - **I1**: after `close` returns, an active client is in no topic and its
+//!   queue is closed;
+//! - **I5**: a slot is freed exactly once, by whoever finishes last: the
+//!   close of an `Active` client, or the reservation's `activate` or drop
+//!   for a `Reserved`/`ClosePending` one;
+//! - **I6**: a second close changes nothing and says so;
+//! - a final frame ([`Hub::close_with`], shutdown) is queued and the queue
+//!   closed in one step under the queue's lock, so nothing can follow it.
+
+use super::slots::{Entry, Registry, SlotState};
+use super::Hub;
+use crate::codec::{EncodeError, Event};
+use crate::error::{ActivateError, ReserveError};
+use crate::queue::{ClientStream, Queue};
+use crate::reason::CloseReason;
+use crate::sync::{Arc, MutexGuard, Ordering, SharedStr};
+use crate::topics::{validate_topic, TopicState};
+use crate::{ClientId, EventId};
+use bytes::{Bytes, BytesMut};
+use std::fmt;
+use std::num::NonZeroU64;
+
+/// What [`Hub::close`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum CloseOutcome {
+    /// The active client was removed from every index and its queue closed.
+    Closed,
+    /// The client was only reserved: it is marked `ClosePending`, its queue
+    /// is closed, and its activation will clean up.
+    Deferred,
+    /// The id was handed out by this hub but is no longer live (closed
+    /// before, or its slot was reused): nothing changed (I6, I4).
+    AlreadyClosed,
+    /// This hub never handed out the id: nothing changed.
+    Unknown,
+}
+
+/// What a client asks for when it connects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReserveOptions {
+    topics: Vec<String>,
+    last_event_id: Option<String>,
+    peer: Option<String>,
+}
+
+impl ReserveOptions {
+    /// No topics, no `Last-Event-ID`, no peer tag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a topic to subscribe to at activation.
+    #[must_use]
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Adds several topics.
+    #[must_use]
+    pub fn topics<I, S>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.topics.extend(topics.into_iter().map(Into::into));
+        self
+    }
+
+    /// The `Last-Event-ID` the client sent, verbatim. Malformed or foreign
+    /// ids are answered with a reset event, never with an error.
+    #[must_use]
+    pub fn last_event_id(mut self, id: impl Into<String>) -> Self {
+        self.last_event_id = Some(id.into());
+        self
+    }
+
+    /// An opaque tag (e.g. the peer's IP address) for the per-peer limit.
+    #[must_use]
+    pub fn peer(mut self, peer: impl Into<String>) -> Self {
+        self.peer = Some(peer.into());
+        self
+    }
+}
+
+/// A reserved client slot, not yet visible to broadcasts.
+///
+/// Arm the close hook with [`id`](Self::id), write headers and initial
+/// frames, then [`activate`](Self::activate). Dropping a reservation without
+/// activating frees the slot, so an early return or a panic between the
+/// steps leaks nothing.
+#[must_use = "dropping a reservation releases the client"]
+pub struct Reservation {
+    hub: Hub,
+    id: ClientId,
+    queue: Arc<Queue>,
+    done: bool,
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reservation {
+    /// The reserved client's id.
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The reading end of the client's queue. Frames sent before activation
+    /// (with [`Hub::send`]) come first, then the replay, then live events.
+    pub fn stream(&self) -> ClientStream {
+        ClientStream::new(self.id, Arc::clone(&self.queue), self.hub.clone())
+    }
+
+    /// Makes the client visible: replays what its `Last-Event-ID` missed (or
+    /// queues a reset event), subscribes it to its topics, and arms its
+    /// deadlines, atomically with respect to [`Hub::close`].
+    ///
+    /// # Errors
+    ///
+    /// [`ActivateError::ClosedBeforeActivation`] if a close arrived first
+    /// (the deferred cleanup has run); [`ActivateError::TooManyTopics`] if
+    /// the hub's topic limit stops it. Either way the slot is freed.
+    pub fn activate(mut self) -> Result<ClientId, ActivateError> {
+        self.done = true;
+        self.hub.activate(self.id)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.done {
+            self.hub.release(self.id);
+        }
+    }
+}
+
+/// Closes a client when dropped, unless disarmed: the close hook a
+/// transport owns for as long as the client's response lives.
+#[must_use = "dropping the guard closes the client at once"]
+pub struct CloseGuard {
+    hub: Hub,
+    id: ClientId,
+    reason: Option<CloseReason>,
+}
+
+impl fmt::Debug for CloseGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloseGuard")
+            .field("id", &self.id)
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+impl CloseGuard {
+    /// The reason the drop will close with (`ClientGone` unless changed).
+    pub fn set_reason(&mut self, reason: CloseReason) {
+        if self.reason.is_some() {
+            self.reason = Some(reason);
+        }
+    }
+
+    /// Drop without closing.
+    pub fn disarm(mut self) {
+        self.reason = None;
+    }
+}
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        if let Some(reason) = self.reason {
+            let _ = self.hub.close(self.id, reason);
+        }
+    }
+}
+
+impl Hub {
+    /// Reserves a slot for a connecting client (step 1 of registration).
+    ///
+    /// # Errors
+    ///
+    /// [`ReserveError`] when the hub is shutting down, a limit is reached or
+    /// a topic name is invalid. Nothing is left behind.
+    pub fn reserve(&self, opts: ReserveOptions) -> Result<Reservation, ReserveError> {
+        let config = &self.shared.config;
+        let mut names: Vec<SharedStr> = Vec::with_capacity(opts.topics.len());
+        if !opts.topics.is_empty() {
+            // Share the name of a topic that exists rather than allocate.
+            let map = self.shared.topics.read();
+            for topic in opts.topics {
+                if let Err(error) = validate_topic(&topic) {
+                    return Err(ReserveError::InvalidTopic {
+                        topic: truncate(&topic, 64),
+                        error,
+                    });
+                }
+                names.push(match map.map.get_key_value(topic.as_str()) {
+                    Some((name, _)) => SharedStr::clone(name),
+                    None => SharedStr::from(topic),
+                });
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        if names.len() > config.max_topics_per_client {
+            return Err(ReserveError::TooManyTopics {
+                limit: config.max_topics_per_client,
+            });
+        }
+        let now = self.push_time();
+        // Allocated before the lock: the registry's critical section stays short.
+        let queue = Arc::new(Queue::new(
+            config.queue_max_frames,
+            config.queue_max_bytes,
+            now,
+        ));
+        let mut reg = self.shared.registry.lock();
+        if reg.shutting_down {
+            return Err(ReserveError::ShuttingDown);
+        }
+        if reg.slots.len() >= config.max_clients || reg.slots.vacant_key() > u32::MAX as usize {
+            return Err(ReserveError::TooManyClients {
+                limit: config.max_clients,
+            });
+        }
+        let peer: Option<SharedStr> = opts.peer.map(SharedStr::from);
+        if let Some(peer) = &peer {
+            let count = reg.peers.entry(SharedStr::clone(peer)).or_insert(0);
+            if *count >= config.max_clients_per_peer {
+                if *count == 0 {
+                    reg.peers.remove(peer);
+                }
+                return Err(ReserveError::TooManyClientsForPeer {
+                    limit: config.max_clients_per_peer,
+                });
+            }
+            *count += 1;
+        }
+        let generation = NonZeroU64::new(reg.next_generation).unwrap_or(NonZeroU64::MIN);
+        reg.next_generation += 1;
+        let index = reg.slots.insert(Entry {
+            generation,
+            state: SlotState::Reserved,
+            queue: Arc::clone(&queue),
+            peer,
+            names,
+            joined: Vec::new(),
+            last_event_id: opts.last_event_id,
+        });
+        // `vacant_key() <= u32::MAX` was checked above under the same lock.
+        let id = ClientId::new(index as u32, generation);
+        drop(reg);
+        Ok(Reservation {
+            hub: self.clone(),
+            id,
+            queue,
+            done: false,
+        })
+    }
+
+    fn activate(&self, id: ClientId) -> Result<ClientId, ActivateError> {
+        let shared = &*self.shared;
+        let mut reg = shared.registry.lock();
+        let Some(entry) = reg.lookup(id) else {
+            // Only the reservation frees a Reserved/ClosePending slot.
+            return Err(ActivateError::ClosedBeforeActivation(
+                CloseReason::ClientGone,
+            ));
+        };
+        match entry.state {
+            SlotState::Active => return Ok(id),
+            SlotState::ClosePending(reason) => {
+                // The deferred cleanup: the close already ran and closed the
+                // queue; now the slot goes (I5).
+                reg.free(id.index());
+                return Err(ActivateError::ClosedBeforeActivation(reason));
+            }
+            SlotState::Reserved => {}
+        }
+        let topics = match self.topics_for(&entry.names) {
+            Ok(topics) => topics,
+            Err(limit) => {
+                let entry = reg.free(id.index());
+                self.close_queue(&entry.queue, CloseReason::Kicked, None);
+                return Err(ActivateError::TooManyTopics { limit });
+            }
+        };
+        let now = self.push_time();
+        let Some(entry) = reg.lookup_mut(id) else {
+            return Err(ActivateError::ClosedBeforeActivation(
+                CloseReason::ClientGone,
+            ));
+        };
+        // All of the client's topics, locked in name order: the replay cut
+        // and the live subscription meet at one point (I8). One topic (the
+        // common case) needs no vector of guards.
+        match topics.as_slice() {
+            [] => self.join_locked(id, entry, &mut [], now),
+            [topic] => self.join_locked(id, entry, &mut [topic.state.lock()], now),
+            many => {
+                let mut guards: Vec<_> = many.iter().map(|t| t.state.lock()).collect();
+                self.join_locked(id, entry, &mut guards, now);
+            }
+        }
+        entry.joined = topics;
+        entry.state = SlotState::Active;
+        let next = self.next_check(&entry.queue, now);
+        reg.active += 1;
+        if let Some(at) = next {
+            reg.deadlines.schedule(id.index(), at);
+        }
+        Ok(id)
+    }
+
+    /// Queues the replay (or a reset) and subscribes, with every one of the
+    /// client's topics locked (`guards`, in name order).
+    ///
+    /// Why the cut is exact (I8): a publish assigns its sequence number
+    /// only once it holds its topic's lock, and pushes everywhere before
+    /// it lets the sequencer go. So, with these topics locked, every event
+    /// numbered up to `cut` on them is already in their rings, and every
+    /// later one will be pushed to this client live, after the replay.
+    fn join_locked(
+        &self,
+        id: ClientId,
+        entry: &mut Entry,
+        guards: &mut [MutexGuard<'_, TopicState>],
+        now: u64,
+    ) {
+        let shared = &*self.shared;
+        if let Some(last) = entry.last_event_id.take() {
+            let cut = shared.seq.load(Ordering::Acquire);
+            let replay = match last.parse::<EventId>() {
+                Ok(last) if last.epoch() == shared.config.epoch && last.seq() <= cut => {
+                    if guards.iter().any(|g| g.ring.has_gap_after(last.seq())) {
+                        None
+                    } else {
+                        let mut events: Vec<(u64, Bytes)> = guards
+                            .iter()
+                            .flat_map(|g| g.ring.after(last.seq()))
+                            .map(|e| (e.seq, e.frame.clone()))
+                            .collect();
+                        events.sort_unstable_by_key(|(seq, _)| *seq);
+                        let (frames, bytes) = entry.queue.room();
+                        let size: usize = events.iter().map(|(_, f)| f.len()).sum();
+                        (events.len() <= frames && size <= bytes).then_some(events)
+                    }
+                }
+                _ => None,
+            };
+            match replay {
+                Some(events) => {
+                    for (_, frame) in events {
+                        let _ = entry.queue.force_push(frame, now, &shared.metrics);
+                    }
+                    shared.metrics.replay_hits.add(1);
+                }
+                None => {
+                    let reset = self.reset_frame(cut);
+                    let _ = entry.queue.force_push(reset, now, &shared.metrics);
+                    shared.metrics.replay_resets.add(1);
+                }
+            }
+        }
+        for guard in guards.iter_mut() {
+            guard.subscribe(id, Arc::clone(&entry.queue));
+        }
+    }
+
+    /// Frees a reservation dropped without activation.
+    fn release(&self, id: ClientId) {
+        let mut reg = self.shared.registry.lock();
+        let Some(entry) = reg.lookup(id) else { return };
+        match entry.state {
+            SlotState::Reserved => {
+                let entry = reg.free(id.index());
+                self.close_queue(&entry.queue, CloseReason::ClientGone, None);
+            }
+            SlotState::ClosePending(_) => {
+                reg.free(id.index());
+            }
+            SlotState::Active => {}
+        }
+    }
+
+    /// Closes a client, before, during or after activation, from any thread.
+    ///
+    /// Idempotent (I6): on an active client it removes the client from every
+    /// topic, closes its queue (waking its writer) and frees the slot (I1);
+    /// on a reserved one it marks the close pending; on anything else it
+    /// changes nothing and says so.
+    pub fn close(&self, id: ClientId, reason: CloseReason) -> CloseOutcome {
+        self.close_frame(id, reason, None)
+    }
+
+    /// Closes a client as [`close`](Self::close) does, with `last` as the
+    /// final frame it receives (for example the fatal event of a kick):
+    /// queuing it and closing the queue are one step, so no publish or send
+    /// can slip in after it. Frames queued before it are still delivered.
+    /// The event carries no `id:` field, like [`send`](Self::send).
+    ///
+    /// If the client's queue was already closed (it overflowed, or a close
+    /// won the race) the outcome says so and `last` is not queued.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError`] if `last` cannot be encoded or exceeds
+    /// `max_event_bytes`; the client is then not closed.
+    pub fn close_with(
+        &self,
+        id: ClientId,
+        reason: CloseReason,
+        last: Option<&Event>,
+    ) -> Result<CloseOutcome, EncodeError> {
+        let frame = match last {
+            Some(event) => Some(self.encode_direct(event)?),
+            None => None,
+        };
+        Ok(self.close_frame(id, reason, frame))
+    }
+
+    fn close_frame(&self, id: ClientId, reason: CloseReason, last: Option<Bytes>) -> CloseOutcome {
+        let mut reg = self.shared.registry.lock();
+        let Some(entry) = reg.lookup_mut(id) else {
+            return reg.gone(id);
+        };
+        match entry.state {
+            SlotState::Reserved => {
+                let reason = self.close_queue(&entry.queue, reason, last);
+                entry.state = SlotState::ClosePending(reason);
+                reg.pending += 1;
+                CloseOutcome::Deferred
+            }
+            SlotState::ClosePending(_) => CloseOutcome::AlreadyClosed,
+            SlotState::Active => {
+                let entry = self.close_active(&mut reg, id.index(), reason, last);
+                drop(reg);
+                drop(entry);
+                CloseOutcome::Closed
+            }
+        }
+    }
+
+    /// A guard that closes `id` with `ClientGone` when dropped.
+    pub fn close_guard(&self, id: ClientId) -> CloseGuard {
+        CloseGuard {
+            hub: self.clone(),
+            id,
+            reason: Some(CloseReason::ClientGone),
+        }
+    }
+
+    /// Closes an active client (I1): out of every topic, queue closed (with
+    /// `last` as its final frame), slot freed. Returns the freed entry so
+    /// the caller can drop it (its vectors and reference counts) after
+    /// releasing the registry lock.
+    #[must_use = "drop the entry after releasing the registry lock"]
+    pub(super) fn close_active(
+        &self,
+        reg: &mut Registry,
+        index: u32,
+        reason: CloseReason,
+        last: Option<Bytes>,
+    ) -> Entry {
+        let entry = reg.free(index);
+        let mut unused = Vec::new();
+        for topic in &entry.joined {
+            let mut state = topic.state.lock();
+            state.unsubscribe(ClientId::new(index, entry.generation));
+            if state.is_unused() {
+                unused.push(Arc::clone(topic));
+            }
+        }
+        self.close_queue(&entry.queue, reason, last);
+        self.drop_unused(&unused);
+        entry
+    }
+
+    /// Closes a client's queue (queuing `last` first, in the same step) and
+    /// counts the close once, under the reason in effect: the first to close
+    /// the queue decides. (Only an overflowing push closes a queue without
+    /// the registry lock, and it leaves the counting to the registry close
+    /// that follows.)
+    pub(super) fn close_queue(
+        &self,
+        queue: &Queue,
+        reason: CloseReason,
+        last: Option<Bytes>,
+    ) -> CloseReason {
+        let effective = queue.close(reason, last);
+        self.shared.metrics.closed(effective);
+        effective
+    }
+
+    /// Encodes an event for one client: no `id:` field, within
+    /// `max_event_bytes`.
+    pub(super) fn encode_direct(&self, event: &Event) -> Result<Bytes, EncodeError> {
+        let mut body = BytesMut::new();
+        event.encode_with_id(None, &mut body)?;
+        let limit = self.shared.config.max_event_bytes;
+        if body.len() > limit {
+            let size = body.len();
+            return Err(EncodeError::TooLarge { size, limit });
+        }
+        Ok(body.freeze())
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}

@@ -1,0 +1,299 @@
+//! The hub: the registry of clients and topics that every transport calls
+//! into.
+//!
+//! | file | holds |
+//! |---|---|
+//! | `slots` | the generation-tagged slots and the client state machine's data |
+//! | `lifecycle` | reserve → activate → close, the reservation and the close guard |
+//! | `subscriptions` | subscribe, unsubscribe, finding, creating and dropping topics |
+//! | `publish` | the hub-wide order: publish and send |
+//! | `timers` | `tick`, `flushed`, heartbeats, idle/stall timeouts, replay expiry |
+//! | `shutdown` | refusing new clients and sending every client its final frame |
+//! | `frames` | the frames the hub writes itself: ids, reset, heartbeat, shutdown |
+//! | `invariants` | [`Hub::check_invariants`] |
+//!
+//! # Client state machine
+//!
+//! ```text
+//!             reserve                 activate
+//!   (vacant) ─────────▶ Reserved ───────────────▶ Active ──close──▶ (vacant)
+//!                          │                        │
+//!                    close │                        └─ tick (idle, stall),
+//!                          ▼                           publish (slow consumer),
+//!                     ClosePending ──activate──▶ (vacant) + Err(ClosedBeforeActivation)
+//!
+//!   dropping the Reservation of a Reserved or ClosePending slot ──▶ (vacant)
+//! ```
+//!
+//! A slot is freed exactly once, by whoever finishes last: `close` frees an
+//! `Active` slot; on a `Reserved` slot it only marks `ClosePending` (and
+//! closes the queue, so nothing can be enqueued any more), and the
+//! reservation's `activate` or drop frees it. This is the "added" flag of
+//! the original bug report, made a state.
+//!
+//! # Lock order
+//!
+//! `registry` → `topics` (map) → `sequencer` → a topic's state (several
+//! only in name order) → a queue. The `expiry` set is a leaf. No path takes
+//! a lock to the left of one it holds. `publish` takes no registry lock
+//! while it holds the sequencer; it closes slow consumers after releasing
+//! it.
+//!
+//! # The hub-wide order (I7)
+//!
+//! Assigning an event's sequence number and pushing it to every subscriber
+//! (and into its topic's ring) happen under one lock, the sequencer. So
+//! the order in which events enter any queue is the order of their ids, for
+//! clients on any number of topics. DESIGN.md §4 gives the argument.
+//!
+//! # Invariants
+//!
+//! I1–I8 as DESIGN.md names them; [`Hub::check_invariants`] checks the
+//! structural ones (I1, I2, I4's bookkeeping, I5) at any quiescent point.
+
+mod frames;
+mod invariants;
+mod lifecycle;
+mod publish;
+mod shutdown;
+mod slots;
+mod subscriptions;
+mod timers;
+
+pub use lifecycle::{CloseGuard, CloseOutcome, Reservation, ReserveOptions};
+pub use publish::PublishReport;
+pub use shutdown::ShutdownReport;
+pub use timers::TickReport;
+
+use crate::clock::Clock;
+use crate::config::HubConfig;
+use crate::deadline::Deadlines;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Counter, Mutex, Ordering, RwLock};
+use crate::topics::TopicMap;
+use crate::EventId;
+use slab::Slab;
+use slots::Registry;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// The configured durations in clock nanoseconds, converted once.
+struct Nanos {
+    heartbeat: Option<u64>,
+    idle: Option<u64>,
+    stall: Option<u64>,
+    replay_age: Option<u64>,
+}
+
+struct Shared {
+    config: HubConfig,
+    nanos: Nanos,
+    start: Instant,
+    /// Nanoseconds since `start`: the latest time the hub was told or read.
+    clock: Counter,
+    /// Where push stamps come from, when the embedder gave a clock.
+    source: Option<Box<dyn Clock>>,
+    /// The newest sequence number assigned. Written only under `sequencer`.
+    seq: AtomicU64,
+    /// Serializes "assign a sequence number and push the event everywhere".
+    sequencer: Mutex<()>,
+    /// Set under `sequencer` (and the registry lock) by `shutdown`.
+    shut_down: AtomicBool,
+    registry: Mutex<Registry>,
+    topics: RwLock<TopicMap>,
+    /// `(bucket, topic)` for every topic whose ring has events that expire.
+    expiry: Mutex<BTreeSet<(u64, crate::sync::SharedStr)>>,
+    metrics: Metrics,
+    resolution: u64,
+}
+
+/// The registry of clients and topics. Cheap to clone (a shared handle);
+/// every method takes `&self` and may be called from any thread.
+///
+/// # Examples
+///
+/// ```
+/// use ssehub_core::{codec::Event, Drain, Hub, HubConfig, ReserveOptions};
+/// use std::time::Instant;
+///
+/// let hub = Hub::new(HubConfig::default(), Instant::now());
+/// let reservation = hub.reserve(ReserveOptions::new().topic("news"))?;
+/// let stream = reservation.stream();
+/// let id = reservation.activate()?;
+///
+/// let report = hub.publish("news", &Event::new("hello"))?;
+/// assert_eq!(report.delivered, 1);
+///
+/// let mut frames = Vec::new();
+/// assert_eq!(stream.drain(&mut frames, 16), Drain::Frames(1));
+/// assert!(frames[0].ends_with(b"data: hello\n\n"));
+///
+/// let _ = hub.close(id, ssehub_core::CloseReason::ClientGone);
+/// assert_eq!(hub.len(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("epoch", &self.shared.config.epoch)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub whose time is what it is told: `now` here, then the instants
+    /// passed to [`tick`](Self::tick) and [`flushed`](Self::flushed).
+    ///
+    /// Pushes are stamped with the latest instant told. A driver that calls
+    /// `tick` on a fixed short interval (as the tokio adapter's did) keeps
+    /// that stamp fresh; one that sleeps until
+    /// [`TickReport::next_deadline`] should build the hub
+    /// [`with_clock`](Self::with_clock) instead (see [`crate::clock`]).
+    pub fn new(config: HubConfig, now: Instant) -> Self {
+        Self::build(config, now, None)
+    }
+
+    /// A hub that reads `clock` once per push (publish, send, replay), so
+    /// heartbeat and stall deadlines count from the true time of the last
+    /// frame, however seldom `tick` runs. Deadlines still fire only in
+    /// [`tick`](Self::tick).
+    pub fn with_clock(config: HubConfig, clock: impl Clock) -> Self {
+        let now = clock.now();
+        Self::build(config, now, Some(Box::new(clock)))
+    }
+
+    fn build(config: HubConfig, now: Instant, source: Option<Box<dyn Clock>>) -> Self {
+        let resolution = duration_nanos(config.timer_resolution).max(1);
+        let nanos = Nanos {
+            heartbeat: config.heartbeat_interval.map(duration_nanos),
+            idle: config.idle_timeout.map(duration_nanos),
+            stall: config.write_stall_timeout.map(duration_nanos),
+            replay_age: config.replay_max_age.map(duration_nanos),
+        };
+        Self {
+            shared: Arc::new(Shared {
+                start: now,
+                clock: Counter::default(),
+                source,
+                seq: AtomicU64::new(0),
+                sequencer: Mutex::new(()),
+                shut_down: AtomicBool::new(false),
+                registry: Mutex::new(Registry {
+                    slots: Slab::new(),
+                    next_generation: 1,
+                    deadlines: Deadlines::new(resolution),
+                    peers: HashMap::new(),
+                    shutting_down: false,
+                    pending: 0,
+                    active: 0,
+                }),
+                topics: RwLock::new(TopicMap::new(config.max_topics)),
+                expiry: Mutex::new(BTreeSet::new()),
+                metrics: Metrics::default(),
+                resolution,
+                nanos,
+                config,
+            }),
+        }
+    }
+
+    /// The configuration the hub was built with.
+    pub fn config(&self) -> &HubConfig {
+        &self.shared.config
+    }
+
+    /// Clients in any state (reserved, close-pending, active).
+    pub fn len(&self) -> usize {
+        self.shared.registry.lock().slots.len()
+    }
+
+    /// `true` when no client holds a slot.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Topics kept (with subscribers or retained events).
+    pub fn topic_count(&self) -> usize {
+        self.shared.topics.read().map.len()
+    }
+
+    /// Subscribers of `topic` (0 for an unknown topic).
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        let topic = self.shared.topics.read().map.get(topic).cloned();
+        topic.map_or(0, |t| t.state.lock().subs.len())
+    }
+
+    /// The topics a live client is subscribed to, sorted; `None` for an id
+    /// that is not live.
+    pub fn client_topics(&self, id: crate::ClientId) -> Option<Vec<String>> {
+        let mut reg = self.shared.registry.lock();
+        let entry = reg.live_mut(id)?;
+        Some(entry.names.iter().map(|n| n.to_string()).collect())
+    }
+
+    /// `true` when `id` is an active client.
+    pub fn is_active(&self, id: crate::ClientId) -> bool {
+        let reg = self.shared.registry.lock();
+        reg.lookup(id)
+            .is_some_and(|e| e.state == slots::SlotState::Active)
+    }
+
+    /// Deadlines currently scheduled (one per active client with a timeout
+    /// or heartbeat configured).
+    pub fn deadline_count(&self) -> usize {
+        self.shared.registry.lock().deadlines.len()
+    }
+
+    /// The id of the newest event published; the next publish gets a
+    /// greater one.
+    pub fn last_event_id(&self) -> EventId {
+        EventId::new(
+            self.shared.config.epoch,
+            self.shared.seq.load(Ordering::Acquire),
+        )
+    }
+
+    /// A point-in-time copy of the hub's state and counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut snapshot = self.shared.metrics.snapshot_counters();
+        {
+            let reg = self.shared.registry.lock();
+            snapshot.clients_active = reg.active as u64;
+            snapshot.clients_close_pending = reg.pending as u64;
+            snapshot.clients_reserved = (reg.slots.len() - reg.active) as u64;
+        }
+        snapshot.topics = self.topic_count() as u64;
+        snapshot
+    }
+
+    pub(crate) fn metrics_counters(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The time to stamp a push with: the clock's, if the hub has one, else
+    /// the latest instant it was told.
+    fn push_time(&self) -> u64 {
+        match &self.shared.source {
+            Some(clock) => self.advance(clock.now()),
+            None => self.shared.clock.get(),
+        }
+    }
+
+    /// Moves the hub clock forward to `now` (never back); returns the clock.
+    fn advance(&self, now: Instant) -> u64 {
+        let nanos = duration_nanos(now.saturating_duration_since(self.shared.start));
+        self.shared.clock.max(nanos);
+        self.shared.clock.get()
+    }
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

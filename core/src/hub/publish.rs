@@ -1,0 +1,268 @@
+//! Publish and send: the hub-wide order.
+//!
+//! # The order (I7)
+//!
+//! `publish` holds the sequencer while it assigns the event's sequence
+//! number and pushes the event into every subscriber's queue and its
+//! topic's ring. Publishes therefore happen one after another, each whole,
+//! in the order of their ids, and every queue sees a subsequence of that
+//! order: a client on topics `a` and `b` can never get id 5 before id 4.
+//! The price is that publishes to different topics no longer run in
+//! parallel; encoding (the expensive part of a large event) stays outside
+//! the lock, and the push itself costs about 15 ns per subscriber
+//! (DESIGN.md §4 and benches/RESULTS.md give the measurements).
+//!
+//! `send` writes a frame with no `id:` field, so it cannot move a client's
+//! `Last-Event-ID` and needs no place in the order; it takes only the
+//! client's queue lock. Pre-encoded frames are checked for that
+//! ([`Hub::send_frame`]).
+//!
+//! Invariants:
+//! - **I7**: ids are assigned and pushed under the sequencer; a push that
+//!   does not fit closes the client with `SlowConsumer`, never skips it;
+//! - **I3**: a closed queue takes nothing (the queue refuses the push);
+//! - **I5**: `publish` creates a topic only together with its first
+//!   retained event, under the map's write lock, so no topic is ever
+//!   visible with neither subscribers nor events on its account.
+
+use super::frames::{check_direct_frame, ID_FIELD_MAX};
+use super::Hub;
+use crate::codec::{EncodeError, Event};
+use crate::error::{PublishError, SendError};
+use crate::queue::Push;
+use crate::reason::CloseReason;
+use crate::sync::{Arc, Ordering, SharedStr};
+use crate::topics::{validate_topic, Topic, TopicState};
+use crate::{ClientId, EventId};
+use bytes::{Bytes, BytesMut};
+
+/// What a publish did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishReport {
+    /// The id assigned to the event.
+    pub id: EventId,
+    /// Subscribers whose queue took the event.
+    pub delivered: usize,
+    /// Subscribers whose queue was full; each was closed with
+    /// [`CloseReason::SlowConsumer`] before `publish` returned.
+    pub slow_consumers: Vec<ClientId>,
+}
+
+/// What happened under the sequencer, for the work done after it.
+struct Placed {
+    seq: u64,
+    delivered: usize,
+    /// The topic, with the expiry bucket to file it under and whether the
+    /// publish left it unused.
+    topic: Option<(Arc<Topic>, Option<u64>, bool)>,
+}
+
+impl Hub {
+    /// Publishes an event to every subscriber of `topic`: assigns the next
+    /// id, encodes the frame once, retains it for replay and pushes a clone
+    /// to each subscriber's queue, all in one step of the hub-wide order
+    /// (I7). Subscribers whose queue is full are closed with
+    /// [`CloseReason::SlowConsumer`]. The event's own `id` field, if any,
+    /// is replaced.
+    ///
+    /// With `replay_capacity == 0`, publishing to a topic nobody subscribes
+    /// to assigns an id and delivers to no one, without creating the topic.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError`]: invalid topic, unencodable or oversized event, the
+    /// topic limit, or a shut-down hub. Nothing was published then and no
+    /// id was consumed.
+    pub fn publish(&self, topic: &str, event: &Event) -> Result<PublishReport, PublishError> {
+        validate_topic(topic).map_err(PublishError::InvalidTopic)?;
+        let shared = &*self.shared;
+        if shared.shut_down.load(Ordering::Acquire) {
+            return Err(PublishError::ShutDown);
+        }
+        let mut body = BytesMut::new();
+        event
+            .encode_with_id(None, &mut body)
+            .map_err(PublishError::Encode)?;
+        let limit = shared.config.max_event_bytes;
+        let size = body.len() + ID_FIELD_MAX;
+        if size > limit {
+            return Err(PublishError::Encode(EncodeError::TooLarge { size, limit }));
+        }
+        let now = self.push_time();
+        let mut slow = Vec::new();
+        let placed = {
+            let _order = shared.sequencer.lock();
+            // Checked again under the sequencer: `shutdown` sets the flag
+            // while holding it, so no publish pushes after it returns.
+            if shared.shut_down.load(Ordering::Acquire) {
+                return Err(PublishError::ShutDown);
+            }
+            self.place(topic, &body, now, &mut slow)?
+        };
+        shared.metrics.events_published.add(1);
+        if let Some((topic, expiry, unused)) = placed.topic {
+            if let Some(bucket) = expiry {
+                shared
+                    .expiry
+                    .lock()
+                    .insert((bucket, SharedStr::clone(&topic.name)));
+            }
+            if unused {
+                let _reg = shared.registry.lock();
+                self.drop_unused(&[topic]);
+            }
+        }
+        for &id in &slow {
+            let _ = self.close(id, CloseReason::SlowConsumer);
+        }
+        Ok(PublishReport {
+            id: EventId::new(shared.config.epoch, placed.seq),
+            delivered: placed.delivered,
+            slow_consumers: slow,
+        })
+    }
+
+    /// Assigns the next sequence number and puts the event everywhere it
+    /// goes. Called with the sequencer held.
+    fn place(
+        &self,
+        name: &str,
+        body: &[u8],
+        now: u64,
+        slow: &mut Vec<ClientId>,
+    ) -> Result<Placed, PublishError> {
+        let shared = &*self.shared;
+        loop {
+            let existing = shared.topics.read().map.get(name).cloned();
+            if let Some(topic) = existing {
+                let mut state = topic.state.lock();
+                if state.dead {
+                    // Dropped since the lookup: look the name up again.
+                    continue;
+                }
+                let seq = self.next_seq();
+                let frame = self.frame_with_id(seq, body);
+                let mut delivered = 0;
+                for sub in &state.subs {
+                    match sub.queue.push(frame.clone(), now, &shared.metrics) {
+                        Push::Queued => delivered += 1,
+                        Push::Overflowed => slow.push(sub.id),
+                        Push::Closed(_) => {}
+                    }
+                }
+                state.ring.push(seq, frame, now);
+                let expiry = self.file_for_expiry(&mut state);
+                let unused = state.is_unused();
+                drop(state);
+                return Ok(Placed {
+                    seq,
+                    delivered,
+                    topic: Some((topic, expiry, unused)),
+                });
+            }
+            let capacity = shared.config.replay_capacity;
+            if capacity == 0 {
+                // Nobody to deliver to and nothing to retain.
+                return Ok(Placed {
+                    seq: self.next_seq(),
+                    delivered: 0,
+                    topic: None,
+                });
+            }
+            let mut map = shared.topics.write();
+            if map.map.contains_key(name) {
+                // An activation created it since the lookup.
+                continue;
+            }
+            let limit = shared.config.max_topics;
+            if map.map.len() >= limit {
+                return Err(PublishError::TooManyTopics { limit });
+            }
+            // Created with its first event in place, under the map's write
+            // lock: nobody sees the topic empty (I5).
+            let seq = self.next_seq();
+            let frame = self.frame_with_id(seq, body);
+            let topic = map.create(&SharedStr::from(name), capacity);
+            let mut state = topic.state.lock();
+            state.ring.push(seq, frame, now);
+            let expiry = self.file_for_expiry(&mut state);
+            drop(state);
+            drop(map);
+            return Ok(Placed {
+                seq,
+                delivered: 0,
+                topic: Some((topic, expiry, false)),
+            });
+        }
+    }
+
+    /// The next sequence number. Called with the sequencer held, so the
+    /// load and the store are one step.
+    fn next_seq(&self) -> u64 {
+        let seq = self.shared.seq.load(Ordering::Acquire) + 1;
+        self.shared.seq.store(seq, Ordering::Release);
+        seq
+    }
+
+    /// The expiry bucket a topic whose ring just took an event must be
+    /// filed under, if it is not filed yet.
+    fn file_for_expiry(&self, state: &mut TopicState) -> Option<u64> {
+        let shared = &*self.shared;
+        let (Some(age), None, Some(oldest)) = (
+            shared.nanos.replay_age,
+            state.expiry,
+            state.ring.oldest_at(),
+        ) else {
+            return None;
+        };
+        let bucket = oldest.saturating_add(age).div_ceil(shared.resolution);
+        state.expiry = Some(bucket);
+        Some(bucket)
+    }
+
+    /// Sends an event to one client (reserved or active). Direct sends are
+    /// not retained for replay and carry no `id:` field (the event's own id
+    /// is dropped), so they never move the client's `Last-Event-ID`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`]: unknown or stale id (I4), unencodable or oversized
+    /// event, a full queue (the client is then closed as a slow consumer),
+    /// or a client already closed.
+    pub fn send(&self, id: ClientId, event: &Event) -> Result<(), SendError> {
+        let frame = self.encode_direct(event).map_err(SendError::Encode)?;
+        self.push_direct(id, frame)
+    }
+
+    /// Sends an already encoded frame to one client (see [`Hub::send`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::send`], and [`SendError::InvalidFrame`] for a frame that
+    /// is not whole events as the encoder writes them, or that sets an id.
+    pub fn send_frame(&self, id: ClientId, frame: Bytes) -> Result<(), SendError> {
+        check_direct_frame(&frame).map_err(|reason| SendError::InvalidFrame { reason })?;
+        let limit = self.shared.config.max_event_bytes;
+        if frame.len() > limit {
+            let size = frame.len();
+            return Err(SendError::Encode(EncodeError::TooLarge { size, limit }));
+        }
+        self.push_direct(id, frame)
+    }
+
+    fn push_direct(&self, id: ClientId, frame: Bytes) -> Result<(), SendError> {
+        let queue = {
+            let reg = self.shared.registry.lock();
+            let entry = reg.lookup(id).ok_or(SendError::UnknownClient)?;
+            Arc::clone(&entry.queue)
+        };
+        match queue.push(frame, self.push_time(), &self.shared.metrics) {
+            Push::Queued => Ok(()),
+            Push::Closed(reason) => Err(SendError::Closed(reason)),
+            Push::Overflowed => {
+                let _ = self.close(id, CloseReason::SlowConsumer);
+                Err(SendError::SlowConsumer)
+            }
+        }
+    }
+}

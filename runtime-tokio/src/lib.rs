@@ -75,3 +75,16 @@ pub use respond::{open, OpenError, SseSettings};
 pub fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
+
+/// [`now`] as a [`Clock`](ssehub_core::Clock): build hubs with
+/// [`Hub::with_clock`](ssehub_core::Hub::with_clock)`(config, TokioClock)`
+/// so every push is stamped with tokio's time (paused in tests), however
+/// long the driver sleeps between ticks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioClock;
+
+impl ssehub_core::Clock for TokioClock {
+    fn now(&self) -> std::time::Instant {
+        now()
+    }
+}

@@ -78,7 +78,7 @@ impl Server {
     /// Outside a tokio runtime.
     pub fn with_listener(listener: TcpListener, config: ServerConfig) -> Self {
         let config = Arc::new(config);
-        let hub = Hub::new(config.hub.clone(), crate::now());
+        let hub = Hub::with_clock(config.hub.clone(), crate::TokioClock);
         let driver = Driver::spawn(hub.clone(), config.tick_interval);
         let app = Arc::new(App::new(hub.clone(), Arc::clone(&config)));
         let handler_app = Arc::clone(&app);

@@ -221,20 +221,21 @@ impl App {
                 };
             }
         }
-        if fatal {
-            let event = Event::new(serde_json::json!({"reason": "kicked"}).to_string())
-                .with_event(self.config.fatal_event.as_str());
-            if let Err(SendError::UnknownClient | SendError::Closed(_)) = self.hub.send(id, &event)
-            {
-                return json_error(StatusCode::NOT_FOUND, "no live client with this id");
-            }
-        }
-        match self.hub.close(id, CloseReason::Kicked) {
-            CloseOutcome::Closed | CloseOutcome::Deferred => {
+        let fatal_event = fatal.then(|| {
+            Event::new(serde_json::json!({"reason": "kicked"}).to_string())
+                .with_event(self.config.fatal_event.as_str())
+        });
+        // One step: the fatal event is the last frame, no publish after it.
+        match self
+            .hub
+            .close_with(id, CloseReason::Kicked, fatal_event.as_ref())
+        {
+            Ok(CloseOutcome::Closed | CloseOutcome::Deferred) => {
                 tracing::info!(client = %id, fatal, "client kicked");
                 json(StatusCode::OK, serde_json::json!({"closed": true}))
             }
-            _ => json_error(StatusCode::NOT_FOUND, "no live client with this id"),
+            Ok(_) => json_error(StatusCode::NOT_FOUND, "no live client with this id"),
+            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         }
     }
 

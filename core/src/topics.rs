@@ -178,14 +178,16 @@ impl TopicMap {
         }
         let gap = self.gaps.entry(SharedStr::clone(&topic.name)).or_insert(0);
         *gap = (*gap).max(evicted);
-        if self.gaps.len() > self.bound {
-            self.forget_older_half();
-        }
     }
 
-    /// Folds the older half of the gap memory into `floor`: amortized O(1)
-    /// per retired topic.
-    fn forget_older_half(&mut self) {
+    /// Keeps the gap memory within its bound, after a batch of `retire`s:
+    /// folds the older half into `floor` when it is over (amortized O(1)
+    /// per retired topic). Done per batch, not per topic, so the result
+    /// does not depend on the order a batch retires its topics in.
+    pub(crate) fn trim(&mut self) {
+        if self.gaps.len() <= self.bound {
+            return;
+        }
         let mut marks: Vec<u64> = self.gaps.values().copied().collect();
         let middle = marks.len() / 2;
         let (_, median, _) = marks.select_nth_unstable(middle);
@@ -224,6 +226,7 @@ mod tests {
         let topic = map.create(&SharedStr::from(name), 4);
         topic.state.lock().dead = true;
         map.retire(&topic, evicted);
+        map.trim();
     }
 
     #[test]

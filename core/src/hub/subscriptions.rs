@@ -101,6 +101,7 @@ impl Hub {
             drop(state);
             map.retire(topic, evicted);
         }
+        map.trim();
     }
 
     /// The topic named, created if missing (without allocating when it

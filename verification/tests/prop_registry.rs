@@ -128,6 +128,10 @@ enum Op {
     /// Drains up to this many frames from a client's stream.
     Drain(Who, u8),
     Shutdown(Option<Data>),
+    /// Drains an active client's stream to the end of what is queued, closes
+    /// it as the transport would, and reconnects with the same topics and
+    /// the last id it received as its `Last-Event-ID` (I8 across topics).
+    Reconnect(Who),
 }
 
 fn topic() -> impl Strategy<Value = Topic> {
@@ -184,6 +188,7 @@ fn op(timed: bool) -> impl Strategy<Value = Op> {
         tick => (who(), 0u8..20).prop_map(|(w, ms)| Op::Flushed(w, ms)),
         5 => (who(), 1u8..4).prop_map(|(w, n)| Op::Drain(w, n)),
         1 => proptest::option::of(data()).prop_map(Op::Shutdown),
+        3 => who().prop_map(Op::Reconnect),
     ]
 }
 
@@ -359,8 +364,10 @@ struct Model {
     clients: BTreeMap<ClientId, MClient>,
     queues: BTreeMap<ClientId, MQueue>,
     topics: BTreeMap<&'static str, MTopic>,
-    /// Newest seq any dropped topic had evicted.
-    watermark: u64,
+    /// Per dropped topic name, the newest seq it had evicted.
+    gaps: BTreeMap<&'static str, u64>,
+    /// Where forgotten gaps went: every new topic starts at least here.
+    floor: u64,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -378,7 +385,8 @@ impl Model {
             clients: BTreeMap::new(),
             queues: BTreeMap::new(),
             topics: BTreeMap::new(),
-            watermark: 0,
+            gaps: BTreeMap::new(),
+            floor: 0,
         }
     }
 
@@ -397,7 +405,9 @@ impl Model {
     }
 
     /// Topics with neither subscribers nor retained events are dropped
-    /// (I5); their eviction watermark survives them.
+    /// (I5); what each had evicted is remembered under its name, in a
+    /// memory of at most `max_topics` names whose older half folds into
+    /// `floor` when a batch overflows it.
     fn drop_unused(&mut self) {
         let unused: Vec<&'static str> = self
             .topics
@@ -407,8 +417,18 @@ impl Model {
             .collect();
         for name in unused {
             if let Some(topic) = self.topics.remove(name) {
-                self.watermark = self.watermark.max(topic.evicted_newest);
+                if topic.evicted_newest > self.floor {
+                    let gap = self.gaps.entry(name).or_insert(0);
+                    *gap = (*gap).max(topic.evicted_newest);
+                }
             }
+        }
+        if self.gaps.len() > self.config.max_topics.max(1) {
+            let mut marks: Vec<u64> = self.gaps.values().copied().collect();
+            marks.sort_unstable();
+            self.floor = self.floor.max(marks[marks.len() / 2]);
+            let floor = self.floor;
+            self.gaps.retain(|_, mark| *mark > floor);
         }
     }
 
@@ -423,11 +443,16 @@ impl Model {
             return Err(self.config.max_topics);
         }
         for name in names {
-            let watermark = self.watermark;
-            self.topics.entry(name).or_insert_with(|| MTopic {
-                ring: VecDeque::new(),
-                evicted_newest: watermark,
-            });
+            if !self.topics.contains_key(name) {
+                let evicted_newest = self.gaps.remove(name).unwrap_or(0).max(self.floor);
+                self.topics.insert(
+                    name,
+                    MTopic {
+                        ring: VecDeque::new(),
+                        evicted_newest,
+                    },
+                );
+            }
         }
         Ok(())
     }
@@ -877,6 +902,12 @@ struct Harness {
     issued: Vec<ClientId>,
     reservations: BTreeMap<ClientId, Reservation>,
     streams: BTreeMap<ClientId, ClientStream>,
+    /// The ids each client has received so far, in order (I7).
+    received: BTreeMap<ClientId, Vec<u64>>,
+    /// `(seq, topic)` of every publish, the ground truth for I8.
+    published: Vec<(u64, &'static str)>,
+    /// The last frame each stream yielded.
+    last_frames: BTreeMap<ClientId, String>,
 }
 
 impl Harness {
@@ -889,6 +920,9 @@ impl Harness {
             issued: Vec::new(),
             reservations: BTreeMap::new(),
             streams: BTreeMap::new(),
+            received: BTreeMap::new(),
+            published: Vec::new(),
+            last_frames: BTreeMap::new(),
         }
     }
 
@@ -1000,6 +1034,7 @@ impl Harness {
                             slow_consumers,
                         } = report;
                         prop_assert_eq!(id, EventId::new(EPOCH, seq), "I7: ids increase");
+                        self.published.push((seq, topic.name()));
                         prop_assert_eq!(got_delivered, delivered, "delivered");
                         let got_slow: BTreeSet<_> = slow_consumers.into_iter().collect();
                         let want_slow: BTreeSet<_> = slow.into_iter().collect();
@@ -1055,8 +1090,92 @@ impl Harness {
                 let report = self.hub.shutdown(event.as_ref()).unwrap();
                 prop_assert_eq!(report, self.model.shutdown(*data), "shutdown");
             }
+            Op::Reconnect(who) => self.reconnect(self.resolve(*who))?,
         }
         Ok(())
+    }
+
+    /// Op::Reconnect: the old client reads what it has, goes away, and a
+    /// new one resumes from the last id it saw. If the hub replays rather
+    /// than resets, the replay is exactly the events published on the
+    /// client's topics after that id: all of them, in id order (I8).
+    fn reconnect(&mut self, id: ClientId) -> Result<(), TestCaseError> {
+        let Some(client) = self.model.clients.get(&id) else {
+            return Ok(());
+        };
+        if client.state != State::Active || !self.streams.contains_key(&id) {
+            return Ok(());
+        }
+        let topics: Vec<&'static str> = client.topics.iter().copied().collect();
+        let peer = client.peer;
+        while let Drain::Frames(_) = self.drain(id, 64)? {}
+        prop_assert_eq!(
+            self.hub.close(id, CloseReason::ClientGone),
+            self.model.close(id, CloseReason::ClientGone),
+            "close before reconnect"
+        );
+        let last = self.received.get(&id).and_then(|ids| ids.last().copied());
+        let mut opts = ReserveOptions::new().topics(topics.iter().copied());
+        let last_text = last.map(|seq| EventId::new(EPOCH, seq).to_string());
+        if let Some(text) = &last_text {
+            opts = opts.last_event_id(text.clone());
+        }
+        if let Some(p) = peer {
+            opts = opts.peer(format!("peer-{p}"));
+        }
+        let as_topics: Vec<Topic> = topics
+            .iter()
+            .map(|name| match *name {
+                "a" => Topic::A,
+                "b" => Topic::B,
+                "c" => Topic::C,
+                _ => Topic::D,
+            })
+            .collect();
+        let expected = self.model.reserve(&as_topics, peer);
+        let reservation = match (self.hub.reserve(opts), expected) {
+            (Ok(reservation), Ok(_)) => reservation,
+            (Err(got), Err(want)) => {
+                prop_assert_eq!(got, want);
+                return Ok(());
+            }
+            (got, want) => {
+                return Err(TestCaseError::fail(format!(
+                    "reconnect reserve: hub {:?}, model {want:?}",
+                    got.map(|r| r.id())
+                )))
+            }
+        };
+        let new = reservation.id();
+        self.model.reserved(new, &as_topics, last_text, peer);
+        self.issued.push(new);
+        self.streams.insert(new, reservation.stream());
+        let activated = reservation.activate();
+        prop_assert_eq!(activated, self.model.activate(new), "reconnect activate");
+        if activated.is_err() {
+            return Ok(());
+        }
+        while let Drain::Frames(_) = self.drain(new, 64)? {}
+        let Some(last) = last else { return Ok(()) };
+        let got = self.received.get(&new).cloned().unwrap_or_default();
+        let reset = self.model.config.reset_event.clone();
+        let was_reset = got.len() == 1 && self.last_frame_was(new, &reset);
+        if !was_reset {
+            let missed: Vec<u64> = self
+                .published
+                .iter()
+                .filter(|(seq, topic)| *seq > last && topics.contains(topic))
+                .map(|(seq, _)| *seq)
+                .collect();
+            prop_assert_eq!(got, missed, "I8: the replay after {} is what was missed", last);
+        }
+        Ok(())
+    }
+
+    fn last_frame_was(&self, id: ClientId, event: &str) -> bool {
+        self.last_frames
+            .get(&id)
+            .is_some_and(|f| f.contains(&format!("event: {event}\n")))
     }
 
     fn drain(&mut self, id: ClientId, max: usize) -> Result<Drain, TestCaseError> {
@@ -1065,6 +1184,22 @@ impl Harness {
         let drained = stream.drain(&mut got, max);
         let (want, want_drain) = self.model.drain(id, max);
         prop_assert_eq!(drained, want_drain, "drain of {}", id);
+        for frame in &got {
+            let text = String::from_utf8_lossy(frame).into_owned();
+            if let Some(seq) = text
+                .strip_prefix("id: ")
+                .and_then(|rest| rest.split('\n').next())
+                .and_then(|id| id.parse::<EventId>().ok())
+                .map(EventId::seq)
+            {
+                let ids = self.received.entry(id).or_default();
+                if let Some(&prev) = ids.last() {
+                    prop_assert!(prev < seq, "I7: client {} got id {} after {}", id, seq, prev);
+                }
+                ids.push(seq);
+            }
+            self.last_frames.insert(id, text);
+        }
         let window = self.model.config.shutdown_retry_window;
         for (got, want) in got.iter().zip(&want) {
             prop_assert!(

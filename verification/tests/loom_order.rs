@@ -45,7 +45,9 @@ fn publishes_on_two_topics_reach_a_shared_subscriber_in_id_order() {
     let record = seen.clone();
     run_model("two_topics_order", move || {
         let hub = Hub::new(retaining_config(), Instant::now());
-        let r = hub.reserve(ReserveOptions::new().topics(["a", "b"])).unwrap();
+        let r = hub
+            .reserve(ReserveOptions::new().topics(["a", "b"]))
+            .unwrap();
         let stream = r.stream();
         let id = r.activate().unwrap();
 
@@ -124,7 +126,10 @@ fn the_shutdown_frame_is_last_whatever_a_racing_publish_does() {
         let (frames, end) = drain_all(&stream);
         assert_eq!(end, Drain::Closed(CloseReason::Shutdown));
         let last = frames.last().expect("the final frame");
-        assert!(last.ends_with("event: shutdown\ndata: bye\n\n"), "{frames:?}");
+        assert!(
+            last.ends_with("event: shutdown\ndata: bye\n\n"),
+            "{frames:?}"
+        );
         match published {
             Ok(report) => {
                 assert_eq!(report.delivered, 1);
@@ -172,8 +177,15 @@ fn a_fatal_kick_is_last_whatever_a_racing_publish_does() {
 
         let (frames, end) = drain_all(&stream);
         assert_eq!(end, Drain::Closed(CloseReason::Kicked));
-        assert_eq!(frames.last().map(String::as_str), Some("event: fatal\ndata: {}\n\n"));
-        assert_eq!(frames.len(), 1 + report.delivered, "I7: delivered means received");
+        assert_eq!(
+            frames.last().map(String::as_str),
+            Some("event: fatal\ndata: {}\n\n")
+        );
+        assert_eq!(
+            frames.len(),
+            1 + report.delivered,
+            "I7: delivered means received"
+        );
         record.record(if report.delivered == 1 {
             "delivered, then kicked"
         } else {
@@ -220,4 +232,58 @@ fn no_checker_sees_an_empty_topic_while_a_publish_races_the_last_close() {
         assert_settled(&hub, 0);
     });
     seen.assert_exactly(&["closed, delivered to no one", "delivered, then closed"]);
+}
+
+/// Model 13. A client on `a` and `b` is closed while one thread publishes
+/// to `a` and then to `b`. The close leaves the client's topics one lock at
+/// a time while publishes go on, so what the client receives must still be
+/// a prefix of what was published to it: never `b`'s event without `a`'s
+/// (that client would resume past `a` and lose it silently, I7). Found by
+/// `stress_order`: the close used to close the queue only after leaving
+/// every topic.
+#[test]
+fn a_closing_client_on_two_topics_receives_a_prefix_of_its_events() {
+    let seen = Seen::new();
+    let record = seen.clone();
+    run_model("close_vs_publishes_on_two_topics", move || {
+        let hub = Hub::new(quiet_config(), Instant::now());
+        let r = hub
+            .reserve(ReserveOptions::new().topics(["a", "b"]))
+            .unwrap();
+        let stream = r.stream();
+        let id = r.activate().unwrap();
+
+        let publisher = {
+            let hub = hub.clone();
+            thread::spawn(move || {
+                let a = hub.publish("a", &Event::new("a")).unwrap();
+                let b = hub.publish("b", &Event::new("b")).unwrap();
+                (a, b)
+            })
+        };
+        let closer = {
+            let hub = hub.clone();
+            thread::spawn(move || hub.close(id, CloseReason::Kicked))
+        };
+        let (a, b) = publisher.join().unwrap();
+        assert_eq!(closer.join().unwrap(), CloseOutcome::Closed);
+
+        let (frames, end) = drain_all(&stream);
+        assert_eq!(end, Drain::Closed(CloseReason::Kicked));
+        let got = seqs(&frames);
+        let published = [a.id.seq(), b.id.seq()];
+        assert_eq!(got, published[..got.len()], "I7: a gap before {got:?}");
+        assert_eq!(
+            a.delivered + b.delivered,
+            got.len(),
+            "delivered means received"
+        );
+        record.record(match got.len() {
+            0 => "closed before both",
+            1 => "closed between",
+            _ => "closed after both",
+        });
+        assert_settled(&hub, 0);
+    });
+    seen.assert_exactly(&["closed after both", "closed before both", "closed between"]);
 }

@@ -461,8 +461,8 @@ impl Hub {
         }
     }
 
-    /// Closes an active client (I1): out of every topic, queue closed (with
-    /// `last` as its final frame), slot freed. Returns the freed entry so
+    /// Closes an active client (I1): slot freed, queue closed (with `last`
+    /// as its final frame), then out of every topic. Returns the freed entry so
     /// the caller can drop it (its vectors and reference counts) after
     /// releasing the registry lock.
     #[must_use = "drop the entry after releasing the registry lock"]
@@ -474,6 +474,12 @@ impl Hub {
         last: Option<Bytes>,
     ) -> Entry {
         let entry = reg.free(index);
+        // The queue closes first: the client's topics are left one lock at
+        // a time, and publishes (which hold no registry lock) go on
+        // meanwhile. Were the queue still open, an event on a topic not
+        // yet left could arrive after one on a topic already left had been
+        // missed, and the client would resume past the gap (I7).
+        self.close_queue(&entry.queue, reason, last);
         let mut unused = Vec::new();
         for topic in &entry.joined {
             let mut state = topic.state.lock();
@@ -482,7 +488,6 @@ impl Hub {
                 unused.push(Arc::clone(topic));
             }
         }
-        self.close_queue(&entry.queue, reason, last);
         self.drop_unused(&unused);
         entry
     }

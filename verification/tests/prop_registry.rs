@@ -1167,7 +1167,12 @@ impl Harness {
                 .filter(|(seq, topic)| *seq > last && topics.contains(topic))
                 .map(|(seq, _)| *seq)
                 .collect();
-            prop_assert_eq!(got, missed, "I8: the replay after {} is what was missed", last);
+            prop_assert_eq!(
+                got,
+                missed,
+                "I8: the replay after {} is what was missed",
+                last
+            );
         }
         Ok(())
     }
@@ -1194,7 +1199,13 @@ impl Harness {
             {
                 let ids = self.received.entry(id).or_default();
                 if let Some(&prev) = ids.last() {
-                    prop_assert!(prev < seq, "I7: client {} got id {} after {}", id, seq, prev);
+                    prop_assert!(
+                        prev < seq,
+                        "I7: client {} got id {} after {}",
+                        id,
+                        seq,
+                        prev
+                    );
                 }
                 ids.push(seq);
             }

@@ -5,7 +5,7 @@ use super::EventSource;
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use http::Uri;
 use ssehub_core::codec::decode::{DEFAULT_MAX_EVENT_LEN, DEFAULT_MAX_LINE_LEN};
-use ssehub_core::reconnect::ReconnectConfig;
+use ssehub_core::reconnect::{is_sendable_last_event_id, ReconnectConfig};
 use std::fmt;
 use std::time::Duration;
 
@@ -181,6 +181,24 @@ impl Builder {
         self
     }
 
+    /// A connection that stays open this long is healthy and resets the
+    /// backoff (default 5 s; `None`: time alone never does). See
+    /// [`ReconnectConfig::with_healthy_after`].
+    #[must_use]
+    pub fn healthy_after(mut self, after: Option<Duration>) -> Self {
+        self.reconnect = self.reconnect.with_healthy_after(after);
+        self
+    }
+
+    /// A connection that delivers this many events is healthy and resets
+    /// the backoff (default 2: more than a greeting; `None`: events alone
+    /// never do). See [`ReconnectConfig::with_healthy_events`].
+    #[must_use]
+    pub fn healthy_events(mut self, events: Option<u32>) -> Self {
+        self.reconnect = self.reconnect.with_healthy_events(events);
+        self
+    }
+
     /// The event name with which the server announces a fatal disconnect:
     /// the event is delivered, then the stream closes with `fatal: true`.
     #[must_use]
@@ -266,10 +284,19 @@ impl Builder {
     /// [`BuildError::InvalidUrl`] for a URL that is not absolute,
     /// [`BuildError::UnsupportedScheme`] for a scheme other than `http`,
     /// [`BuildError::InvalidHeader`] for a header given to
-    /// [`header`](Self::header) that is not valid HTTP.
+    /// [`header`](Self::header) that is not valid HTTP, or a
+    /// [`last_event_id`](Self::last_event_id) that cannot be a header value
+    /// (a control character other than tab).
     pub fn build(self) -> Result<EventSource, BuildError> {
         if let Some(what) = &self.header_error {
             return Err(BuildError::InvalidHeader(what.clone()));
+        }
+        if let Some(id) = &self.last_event_id {
+            if !is_sendable_last_event_id(id) {
+                return Err(BuildError::InvalidHeader(format!(
+                    "Last-Event-ID {id:?}: control characters cannot be sent"
+                )));
+            }
         }
         let url = parse_url(&self.url)?;
         Ok(EventSource::from_builder(url, self))

@@ -51,6 +51,9 @@ struct Reading {
     decoder: Decoder,
     /// When the liveness timeout fires, unless bytes arrive first.
     deadline: Option<Instant>,
+    /// When the connection counts as healthy (the policy's
+    /// `healthy_after`), unless already reported.
+    healthy_at: Option<Instant>,
 }
 
 /// A response that ends the redirect chain, and what went wrong on the way.
@@ -194,6 +197,12 @@ impl Driver {
                     let outcome = tokio::select! {
                         biased;
                         () = shared.signalled() => continue,
+                        () = sleep_opt(reading.healthy_at) => {
+                            reading.healthy_at = None;
+                            let action = self.policy.on_healthy();
+                            self.apply(action);
+                            continue;
+                        }
                         frame = reading.body.frame() => match frame {
                             Some(Ok(frame)) => match frame.into_data() {
                                 Ok(data) => ReadOutcome::Data(data),
@@ -286,7 +295,8 @@ impl Driver {
             self.phase = Phase::Open(Box::new(Reading {
                 body: response.into_body(),
                 decoder,
-                deadline: self.read_timeout.map(|t| Instant::now() + t),
+                deadline: self.read_timeout.map(deadline_after),
+                healthy_at: self.policy.config().healthy_after().map(deadline_after),
             }));
             self.report_state();
         } else {
@@ -321,7 +331,7 @@ impl Driver {
             }
         };
         if !data.is_empty() {
-            reading.deadline = self.read_timeout.map(|t| Instant::now() + t);
+            reading.deadline = self.read_timeout.map(deadline_after);
         }
         reading.decoder.feed(&data);
         loop {
@@ -361,11 +371,12 @@ impl Driver {
         let mut url = self.url.clone();
         let mut headers = self.headers.clone();
         if let Some(id) = last_event_id {
-            // An id that cannot be a header value (control characters) is
-            // not sent: the server then treats the client as new.
-            if let Ok(value) = HeaderValue::from_str(id) {
-                headers.insert("last-event-id", value);
-            }
+            // The policy never asks to connect with an id that cannot be a
+            // header value (it closes with `UnsendableLastEventId`); were
+            // one to get here, the attempt fails loudly rather than going
+            // without it (the server would take the client for a new one).
+            let value = HeaderValue::from_str(id).map_err(|e| ClientError::Connect(Arc::new(e)))?;
+            headers.insert("last-event-id", value);
         }
         let mut redirects = 0;
         loop {
@@ -413,6 +424,19 @@ impl Driver {
 fn header_str(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// `now + after`, saturated: a duration too long for the clock gives a
+/// deadline about 30 years away (tokio's own "far future") instead of a
+/// panic.
+fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// What [`deadline_after`] falls back to: 30 years.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// Sleeps until `deadline`, or forever without one.
 async fn sleep_opt(deadline: Option<Instant>) {

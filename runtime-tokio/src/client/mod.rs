@@ -18,11 +18,19 @@
 //!   network errors and timeouts are retried.
 //! - **Backoff**: exponential with full jitter from the base delay (the
 //!   server's `retry:` once it sent one), capped, with the server's
-//!   `Retry-After` as a floor; the attempt counter resets once a connection
-//!   delivers an event, or on [`Handle::reconnect`].
+//!   `Retry-After` as a floor; every delay is at most a day
+//!   ([`DELAY_LIMIT`](ssehub_core::reconnect::DELAY_LIMIT)), whatever the
+//!   server sends. The attempt counter resets only once a connection is
+//!   healthy: open for [`Builder::healthy_after`] (5 s), or past
+//!   [`Builder::healthy_events`] events (2: more than a greeting); or on
+//!   [`Handle::reconnect`]. A server that sends one event per connection
+//!   and hangs up is therefore backed off from, not hammered.
 //! - **`Last-Event-ID`** is sent on every reconnect (and on the first
 //!   connection if [`Builder::last_event_id`] set one), so the server
-//!   replays what was missed.
+//!   replays what was missed. An id the server sent that cannot be a header
+//!   value (a control character other than tab, which the `http` crate
+//!   refuses) is never dropped silently: the stream closes with
+//!   `Closed { reason: UnsendableLastEventId, fatal: true }`.
 //! - **Redirects** (301, 302, 303, 307, 308) are followed within an attempt,
 //!   up to [`Builder::max_redirects`], a relative `Location` resolved
 //!   against the URL that answered. They do not count as reconnection
@@ -38,7 +46,7 @@
 //!   the client then reconnects with backoff: a server that sent one bad
 //!   event recovers; one that always sends it makes the client back off to
 //!   the cap, and [`Builder::max_attempts`] bounds how long it insists
-//!   (the attempt counter only resets after a delivered event).
+//!   (the attempt counter only resets after a healthy connection).
 //! - **The fatal event** ([`Builder::fatal_event`]): delivered as a
 //!   message, then `Closed { reason: FatalEvent, fatal: true }`.
 //! - **Closing**: [`Handle::close`] is final and immediate, also during a
@@ -92,6 +100,8 @@
 //! <!-- Full paths: `pub mod client` also has an outer doc comment, and
 //! rustdoc resolves the links of such merged docs from the crate root. -->
 //! [`Builder::fatal_event`]: crate::client::Builder::fatal_event
+//! [`Builder::healthy_after`]: crate::client::Builder::healthy_after
+//! [`Builder::healthy_events`]: crate::client::Builder::healthy_events
 //! [`Builder::last_event_id`]: crate::client::Builder::last_event_id
 //! [`Builder::max_attempts`]: crate::client::Builder::max_attempts
 //! [`Builder::max_event_len`]: crate::client::Builder::max_event_len
@@ -367,6 +377,27 @@ mod tests {
             Err(BuildError::InvalidHeader(_))
         ));
         assert!(EventSource::new("http://127.0.0.1:1/events?topic=a").is_ok());
+    }
+
+    /// The core's rule for ids a reconnect can send is exactly the `http`
+    /// crate's rule for header values.
+    #[test]
+    fn sendable_ids_agree_with_header_values() {
+        for b in 0u8..=255 {
+            let bytes = [b'7', b, b'x'];
+            let Ok(id) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            assert_eq!(
+                ssehub_core::reconnect::is_sendable_last_event_id(id),
+                http::HeaderValue::from_str(id).is_ok(),
+                "byte {b:#x}"
+            );
+        }
+        assert!(ssehub_core::reconnect::is_sendable_last_event_id(
+            "caf\u{e9}"
+        ));
+        assert!(http::HeaderValue::from_str("caf\u{e9}").is_ok());
     }
 
     #[test]

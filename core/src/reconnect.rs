@@ -20,7 +20,7 @@
 //!          Reconnecting { attempt, delay } ◀──────────┘
 //!              │
 //!   fatal status, wrong content type, fatal event, attempts exhausted,
-//!   close() from any state
+//!   fatal connect error, unsendable id, close() from any state
 //!              ▼
 //!           Closed(CloseInfo)
 //! ```
@@ -295,6 +295,10 @@ pub enum CloseReason {
     /// [`is_sendable_last_event_id`]); reconnecting without it would
     /// silently lose the events in between.
     UnsendableLastEventId,
+    /// A connection attempt failed in a way retrying cannot fix (reported
+    /// with [`ReconnectPolicy::on_fatal_connect_error`]: for example the
+    /// server's TLS certificate is untrusted, expired or for another host).
+    FatalConnectError,
 }
 
 impl fmt::Display for CloseReason {
@@ -308,6 +312,7 @@ impl fmt::Display for CloseReason {
             Self::UnsendableLastEventId => {
                 "the last event id cannot be sent as a Last-Event-ID header"
             }
+            Self::FatalConnectError => "the connection failed in a way retrying cannot fix",
         })
     }
 }
@@ -326,7 +331,8 @@ pub struct CloseInfo {
     /// the server or the network.
     pub is_local: bool,
     /// The server said not to come back (fatal status, wrong content type,
-    /// fatal event), or sent an id the client cannot send back.
+    /// fatal event), sent an id the client cannot send back, or cannot be
+    /// reached in a way retrying would fix (a refused certificate).
     pub fatal: bool,
 }
 
@@ -732,6 +738,17 @@ impl<R: RandomSource> ReconnectPolicy<R> {
             return Action::Continue;
         }
         self.schedule(None, None)
+    }
+
+    /// Reports that a connection attempt failed in a way retrying cannot
+    /// fix (a refused TLS certificate): closes with
+    /// [`CloseReason::FatalConnectError`], `fatal: true`. Ignored unless
+    /// connecting or reconnecting.
+    pub fn on_fatal_connect_error(&mut self) -> Action {
+        if !self.is_connecting() {
+            return Action::Continue;
+        }
+        self.close_with(CloseInfo::fatal(CloseReason::FatalConnectError, None))
     }
 
     /// Reports a decoded frame: the shorthand for [`Self::on_event`],

@@ -10,6 +10,7 @@
 use super::builder::{check_scheme, Builder, HttpVersion};
 use super::error::ClientError;
 use super::redirect;
+use super::tls;
 use super::{ClientEvent, Shared};
 use bytes::Bytes;
 use http::header::{
@@ -18,6 +19,7 @@ use http::header::{
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -76,7 +78,8 @@ pub(crate) struct Driver {
     headers: HeaderMap,
     /// Makes a fresh client (so a fresh connection pool) for each attempt.
     client: hyper_util::client::legacy::Builder,
-    connector: HttpConnector,
+    /// `http://` as is, `https://` through rustls (ALPN per the version).
+    connector: HttpsConnector<HttpConnector>,
     policy: ReconnectPolicy<SplitMix64>,
     shared: Arc<Shared>,
     phase: Phase,
@@ -91,9 +94,17 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(url: Uri, builder: Builder, shared: Arc<Shared>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    pub(crate) fn new(
+        url: Uri,
+        builder: Builder,
+        tls: Arc<rustls::ClientConfig>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        // The TLS layer above handles `https://`.
+        http.enforce_http(false);
+        let connector = HttpsConnector::from((http, tls));
         let mut client = Client::builder(TokioExecutor::new());
         client
             .timer(TokioTimer::new())
@@ -274,8 +285,13 @@ impl Driver {
         let Answered { response, problem } = match attempt {
             Ok(answered) => answered,
             Err(error) => {
+                let fatal = error.is_fatal();
                 self.queue.push_back(ClientEvent::Error(error));
-                let action = self.policy.on_connect_error();
+                let action = if fatal {
+                    self.policy.on_fatal_connect_error()
+                } else {
+                    self.policy.on_connect_error()
+                };
                 return self.apply(action);
             }
         };
@@ -367,7 +383,8 @@ impl Driver {
     /// connection lets a load balancer pick another backend). Redirects
     /// within the attempt share it.
     async fn request(&self, last_event_id: Option<&str>) -> Result<Answered, ClientError> {
-        let client: Client<HttpConnector, Empty<Bytes>> = self.client.build(self.connector.clone());
+        let client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>> =
+            self.client.build(self.connector.clone());
         let mut url = self.url.clone();
         let mut headers = self.headers.clone();
         if let Some(id) = last_event_id {
@@ -383,10 +400,7 @@ impl Driver {
             let mut request = Request::new(Empty::new());
             *request.uri_mut() = url.clone();
             *request.headers_mut() = headers.clone();
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| ClientError::Connect(Arc::new(e)))?;
+            let response = client.request(request).await.map_err(connect_error)?;
             if !redirect::is_redirect(response.status()) {
                 return Ok(Answered {
                     response,
@@ -412,12 +426,27 @@ impl Driver {
                     problem: Some(ClientError::InvalidRedirect { location }),
                 });
             };
-            if !redirect::same_origin(&url, &next) {
+            // Another origin, or a downgrade from https to http (which is
+            // always another origin; named so the rule survives any change
+            // to the origin check): the credentials stay behind.
+            if !redirect::same_origin(&url, &next) || redirect::is_downgrade(&url, &next) {
                 redirect::strip_credentials(&mut headers);
             }
             url = next;
             redirects += 1;
         }
+    }
+}
+
+/// A failed request: a refused certificate is [`ClientError::Tls`] (fatal),
+/// anything else [`ClientError::Connect`] (retried).
+fn connect_error(error: hyper_util::client::legacy::Error) -> ClientError {
+    match tls::certificate_refusal(&error) {
+        Some(kind) => ClientError::Tls {
+            kind,
+            source: Arc::new(error),
+        },
+        None => ClientError::Connect(Arc::new(error)),
     }
 }
 

@@ -54,10 +54,19 @@
 //!   queued items are discarded, the stream yields
 //!   `Closed { is_local: true }` and ends. After any `Closed` the stream
 //!   ends (`None`); build a new one to start again.
-//! - **Transport**: plain `http://` only, HTTP/1.1 by default or HTTP/2
-//!   with prior knowledge ([`HttpVersion::Http2`]). This client has no TLS:
-//!   reach an `https://` hub through a TLS-terminating proxy on the same
-//!   host or network.
+//! - **Transport**: `http://` and `https://`. Over cleartext HTTP/1.1 by
+//!   default, or HTTP/2 with prior knowledge ([`HttpVersion::Http2`]); over
+//!   TLS (rustls, `ring` provider) ALPN offers `h2` and `http/1.1` and the
+//!   server picks ([`HttpVersion::Auto`]). The default roots are Mozilla's
+//!   (`webpki-roots`); [`Builder::root_certificates`] switches to the
+//!   platform's store, [`Builder::add_root_certificate`] /
+//!   [`Builder::add_root_certificates_pem`] add a private CA, and
+//!   [`Builder::tls_config`] takes a whole `rustls::ClientConfig`.
+//!   Redirects may cross between http and https; credentials never follow
+//!   a downgrade to http (nor any change of origin).
+//! - **A refused certificate** (unknown issuer, wrong host, expired, …) is
+//!   fatal: [`ClientError::Tls`] then `Closed { reason: FatalConnectError,
+//!   fatal: true }`, with no retry loop. Other TLS failures are retried.
 //!
 //! # Item order
 //!
@@ -118,18 +127,29 @@
 //! [`Handle::reconnect`]: crate::client::Handle::reconnect
 //! [`Handle`]: crate::client::Handle
 //! [`HttpVersion::Http2`]: crate::client::HttpVersion::Http2
+//! [`HttpVersion::Auto`]: crate::client::HttpVersion::Auto
+//! [`Builder::root_certificates`]: crate::client::Builder::root_certificates
+//! [`Builder::add_root_certificate`]: crate::client::Builder::add_root_certificate
+//! [`Builder::add_root_certificates_pem`]: crate::client::Builder::add_root_certificates_pem
+//! [`Builder::tls_config`]: crate::client::Builder::tls_config
+//! [`ClientError::Tls`]: crate::client::ClientError::Tls
 
 mod builder;
 mod connection;
 mod error;
 mod redirect;
+mod tls;
 
 pub use builder::{
     Builder, HttpVersion, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_REDIRECTS, DEFAULT_READ_TIMEOUT,
 };
 pub use error::{BuildError, ClientError, ErrorSource};
+/// The rustls version this client is built with, for
+/// [`Builder::tls_config`] and [`Builder::add_root_certificate`].
+pub use rustls;
 pub use ssehub_core::codec::MessageEvent;
 pub use ssehub_core::reconnect::{CloseInfo, CloseReason, State};
+pub use tls::{RootCertificates, TlsErrorKind};
 
 use connection::Driver;
 use futures_core::{FusedStream, Stream};
@@ -250,8 +270,8 @@ impl fmt::Debug for EventSource {
 }
 
 impl EventSource {
-    /// Starts configuring a stream from `url` (an absolute `http://` URL,
-    /// checked by [`Builder::build`]).
+    /// Starts configuring a stream from `url` (an absolute `http://` or
+    /// `https://` URL, checked by [`Builder::build`]).
     pub fn builder(url: impl Into<String>) -> Builder {
         Builder::new(url)
     }
@@ -260,14 +280,15 @@ impl EventSource {
     ///
     /// # Errors
     ///
-    /// As [`Builder::build`]: the URL is not an absolute `http://` URL.
+    /// As [`Builder::build`]: the URL is not an absolute `http://` or
+    /// `https://` URL.
     pub fn new(url: impl Into<String>) -> Result<Self, BuildError> {
         Builder::new(url).build()
     }
 
-    pub(crate) fn from_builder(url: Uri, builder: Builder) -> Self {
+    pub(crate) fn from_builder(url: Uri, builder: Builder, tls: Arc<rustls::ClientConfig>) -> Self {
         let shared = Arc::new(Shared::default());
-        let driver = Driver::new(url, builder, Arc::clone(&shared));
+        let driver = Driver::new(url, builder, tls, Arc::clone(&shared));
         Self {
             shared,
             slot: Slot::Idle(Box::new(driver)),
@@ -360,9 +381,12 @@ mod tests {
             EventSource::new("ftp://h/x"),
             Err(BuildError::UnsupportedScheme(s)) if s == "ftp"
         ));
+        assert!(EventSource::new("https://h/x").is_ok());
         assert!(matches!(
-            EventSource::new("https://h/x"),
-            Err(BuildError::UnsupportedScheme(_))
+            EventSource::builder("https://h/x")
+                .add_root_certificates_pem("junk")
+                .build(),
+            Err(BuildError::Tls(_))
         ));
         assert!(matches!(
             EventSource::builder("http://h/x")

@@ -259,7 +259,7 @@ impl Driver {
                 ..
             } => {
                 self.phase = Phase::Backoff {
-                    until: Instant::now() + delay,
+                    until: deadline_after(delay),
                     last_event_id,
                 };
             }
@@ -486,4 +486,21 @@ fn random_seed() -> u64 {
             .as_nanos(),
     );
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_saturate_instead_of_panicking() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline_after(Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let far = deadline_after(Duration::MAX);
+        assert!(far >= now + Duration::from_secs(86_400 * 365));
+        assert!(deadline_after(Duration::from_secs(u64::MAX)) >= far);
+    }
 }

@@ -20,7 +20,7 @@
 //!          Reconnecting { attempt, delay } ◀──────────┘
 //!              │
 //!   fatal status, wrong content type, fatal event, attempts exhausted,
-//!   close() from any state
+//!   fatal connect error, unsendable id, close() from any state
 //!              ▼
 //!           Closed(CloseInfo)
 //! ```
@@ -36,9 +36,26 @@
 //!   [`ReconnectConfig::base_delay`]. A `Retry-After` on the failed response
 //!   is a floor: the delay is `max(jittered, retry_after)`, and the cap does
 //!   not cut the floor (the server knows when it will be back).
-//! - The attempt counter resets when a connection delivers an event (being
-//!   merely opened is not enough: a server that accepts and hangs up at once
-//!   keeps backing off), and on [`ReconnectPolicy::reconnect`].
+//! - **Saturation.** No delay exceeds [`DELAY_LIMIT`] (one day): a longer
+//!   `Retry-After`, `retry:`, base or cap is cut to it, and every step of the
+//!   computation saturates, so no input (`Retry-After: 18446744073709551615`,
+//!   `retry: 99999999999999999999`) can overflow a clock in the caller.
+//! - **Healthy connections reset the attempt counter**, and only they
+//!   (backoff-reset rule, DESIGN.md): a connection is healthy once it has
+//!   stayed open for [`ReconnectConfig::healthy_after`] (the caller reports
+//!   it with [`ReconnectPolicy::on_healthy`], since the policy reads no
+//!   clock), or has delivered [`ReconnectConfig::healthy_events`] events
+//!   (default 2: more than a greeting such as the hub's `welcome`). Being
+//!   merely opened, or delivering one event, is not enough: a server that
+//!   answers every connection with one event and hangs up keeps backing
+//!   off. [`ReconnectPolicy::reconnect`] resets the counter too. After a
+//!   reset the next reconnect is retry 1, whose ceiling is the bare base
+//!   (immediate for `retry: 0`, as browsers do).
+//! - **An id that cannot be sent** as a `Last-Event-ID` header (a control
+//!   character other than tab: see [`is_sendable_last_event_id`]) is never
+//!   dropped silently: instead of reconnecting without it (the server
+//!   would take the client for a new one and replay nothing), the policy
+//!   closes with [`CloseReason::UnsendableLastEventId`].
 //! - With [`ReconnectConfig::with_max_attempts`], the failure after the last
 //!   allowed attempt closes with [`CloseReason::AttemptsExhausted`].
 //!
@@ -51,7 +68,9 @@
 //!   [`Action::Continue`].
 //! - Every [`Action::Connect`] and [`Action::ConnectAfter`] carries the last
 //!   event id seen so far (`None` when it is empty), for the
-//!   `Last-Event-ID` header.
+//!   `Last-Event-ID` header; that id is always
+//!   [sendable](is_sendable_last_event_id).
+//! - Every [`Action::ConnectAfter`] delay is at most [`DELAY_LIMIT`].
 
 use crate::codec::{Frame, MessageEvent};
 use std::fmt;
@@ -62,6 +81,17 @@ pub const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(3);
 
 /// The default [`ReconnectConfig::max_delay`]: 60 s.
 pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// The default [`ReconnectConfig::healthy_after`]: 5 s.
+pub const DEFAULT_HEALTHY_AFTER: Duration = Duration::from_secs(5);
+
+/// The default [`ReconnectConfig::healthy_events`]: 2, more than a greeting.
+pub const DEFAULT_HEALTHY_EVENTS: u32 = 2;
+
+/// The longest delay the policy ever asks for: one day. A longer
+/// `Retry-After`, server `retry:`, configured base or cap is cut to it, so
+/// `now + delay` cannot overflow any clock.
+pub const DELAY_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A source of uniformly distributed 64-bit values for the jitter.
 ///
@@ -133,6 +163,8 @@ pub struct ReconnectConfig {
     max_delay: Duration,
     max_attempts: Option<u32>,
     fatal_event: Option<String>,
+    healthy_after: Option<Duration>,
+    healthy_events: Option<u32>,
 }
 
 impl Default for ReconnectConfig {
@@ -143,13 +175,16 @@ impl Default for ReconnectConfig {
 
 impl ReconnectConfig {
     /// [`DEFAULT_BASE_DELAY`], [`DEFAULT_MAX_DELAY`], unlimited attempts, no
-    /// fatal event.
+    /// fatal event, healthy after [`DEFAULT_HEALTHY_AFTER`] or
+    /// [`DEFAULT_HEALTHY_EVENTS`] events.
     pub fn new() -> Self {
         Self {
             base_delay: DEFAULT_BASE_DELAY,
             max_delay: DEFAULT_MAX_DELAY,
             max_attempts: None,
             fatal_event: None,
+            healthy_after: Some(DEFAULT_HEALTHY_AFTER),
+            healthy_events: Some(DEFAULT_HEALTHY_EVENTS),
         }
     }
 
@@ -183,6 +218,40 @@ impl ReconnectConfig {
     pub fn with_fatal_event(mut self, name: impl Into<String>) -> Self {
         self.fatal_event = Some(name.into());
         self
+    }
+
+    /// A connection that stays open this long is healthy: it resets the
+    /// attempt counter (the caller times it and reports
+    /// [`ReconnectPolicy::on_healthy`]). `None`: time never makes a
+    /// connection healthy.
+    #[must_use]
+    pub fn with_healthy_after(mut self, after: Option<Duration>) -> Self {
+        self.healthy_after = after;
+        self
+    }
+
+    /// A connection that delivers this many events is healthy: it resets
+    /// the attempt counter. `None`: events never do (only
+    /// [`healthy_after`](Self::healthy_after)). Values below 1 count as 1.
+    ///
+    /// The default, 2, lets the hub's `welcome` greeting alone not count; a
+    /// server that always sends this many events per connection and then
+    /// hangs up is retried at the base delay each time, so raise it (or set
+    /// `None`) against such a server.
+    #[must_use]
+    pub fn with_healthy_events(mut self, events: Option<u32>) -> Self {
+        self.healthy_events = events.map(|n| n.max(1));
+        self
+    }
+
+    /// How long a connection must stay open to count as healthy.
+    pub fn healthy_after(&self) -> Option<Duration> {
+        self.healthy_after
+    }
+
+    /// How many events make a connection healthy.
+    pub fn healthy_events(&self) -> Option<u32> {
+        self.healthy_events
     }
 
     /// The configured backoff base.
@@ -221,6 +290,15 @@ pub enum CloseReason {
     FatalEvent,
     /// The configured maximum of consecutive attempts failed.
     AttemptsExhausted,
+    /// The last event id the server sent cannot be sent back as a
+    /// `Last-Event-ID` header (it holds a control character, see
+    /// [`is_sendable_last_event_id`]); reconnecting without it would
+    /// silently lose the events in between.
+    UnsendableLastEventId,
+    /// A connection attempt failed in a way retrying cannot fix (reported
+    /// with [`ReconnectPolicy::on_fatal_connect_error`]: for example the
+    /// server's TLS certificate is untrusted, expired or for another host).
+    FatalConnectError,
 }
 
 impl fmt::Display for CloseReason {
@@ -231,6 +309,10 @@ impl fmt::Display for CloseReason {
             Self::WrongContentType => "the response is not text/event-stream",
             Self::FatalEvent => "the server sent its fatal event",
             Self::AttemptsExhausted => "reconnection attempts exhausted",
+            Self::UnsendableLastEventId => {
+                "the last event id cannot be sent as a Last-Event-ID header"
+            }
+            Self::FatalConnectError => "the connection failed in a way retrying cannot fix",
         })
     }
 }
@@ -249,7 +331,8 @@ pub struct CloseInfo {
     /// the server or the network.
     pub is_local: bool,
     /// The server said not to come back (fatal status, wrong content type,
-    /// fatal event).
+    /// fatal event), sent an id the client cannot send back, or cannot be
+    /// reached in a way retrying would fix (a refused certificate).
     pub fatal: bool,
 }
 
@@ -293,7 +376,8 @@ pub enum State {
     /// Waiting `delay`, then making retry number `attempt`, until its outcome
     /// is reported.
     Reconnecting {
-        /// The retry number, from 1; reset when a connection delivers an event.
+        /// The retry number, from 1; reset by a healthy connection (see the
+        /// [module docs](self)).
         attempt: u32,
         /// The delay chosen before this attempt.
         delay: Duration,
@@ -371,6 +455,26 @@ pub fn classify(status: u16, content_type: Option<&str>) -> Verdict {
 fn is_event_stream(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default();
     essence.trim().eq_ignore_ascii_case("text/event-stream")
+}
+
+/// Whether `id` can be sent as a `Last-Event-ID` header value: every byte
+/// is a tab, or at least a space and not DEL (RFC 9110 `field-value`, as
+/// the `http` crate checks it). The decoder already refuses NUL, CR and LF
+/// in ids; other control characters (`7\x01x`) reach here and are
+/// refused.
+///
+/// # Examples
+///
+/// ```
+/// use ssehub_core::reconnect::is_sendable_last_event_id;
+///
+/// assert!(is_sendable_last_event_id("1700000000-41"));
+/// assert!(is_sendable_last_event_id("caf\u{e9}\ttab"));
+/// assert!(!is_sendable_last_event_id("7\u{1}x"));
+/// assert!(!is_sendable_last_event_id("del\u{7f}"));
+/// ```
+pub fn is_sendable_last_event_id(id: &str) -> bool {
+    id.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
 /// Parses a `Retry-After` header value: delta-seconds (`"120"`) or an
@@ -501,10 +605,13 @@ fn days_from_civil(year: i64, month: u64, day: i64) -> i64 {
 /// assert_eq!(policy.state(), &State::Open);
 /// let event = MessageEvent { event: "message".into(), data: "hi".into(), last_event_id: "41".into() };
 /// assert_eq!(policy.on_event(&event), Action::Continue);
+/// // One event is no proof of health (it may be a greeting); staying open
+/// // for `healthy_after` is, as reported by the caller's timer.
+/// assert_eq!(policy.on_healthy(), Action::Continue);
 ///
 /// match policy.on_stream_end() {
 ///     Action::ConnectAfter { attempt, last_event_id, .. } => {
-///         assert_eq!(attempt, 1); // reset: the connection delivered an event
+///         assert_eq!(attempt, 1); // reset: the connection was healthy
 ///         assert_eq!(last_event_id.as_deref(), Some("41"));
 ///     }
 ///     other => panic!("unexpected {other:?}"),
@@ -514,9 +621,11 @@ pub struct ReconnectPolicy<R = SplitMix64> {
     config: ReconnectConfig,
     rng: R,
     state: State,
-    /// Consecutive failures since the last delivered event (or manual
+    /// Consecutive failures since the last healthy connection (or manual
     /// reconnect): the number of the retry being scheduled.
     failures: u32,
+    /// Events delivered by the open connection (for `healthy_events`).
+    events_this_connection: u32,
     server_retry: Option<Duration>,
     last_event_id: Option<String>,
 }
@@ -541,6 +650,7 @@ impl<R: RandomSource> ReconnectPolicy<R> {
             rng,
             state: State::Connecting,
             failures: 0,
+            events_this_connection: 0,
             server_retry: None,
             last_event_id: None,
         }
@@ -571,13 +681,23 @@ impl<R: RandomSource> ReconnectPolicy<R> {
     }
 
     /// The base of the backoff now: the server's `retry:` if it sent one,
-    /// else the configured base.
+    /// else the configured base; at most [`DELAY_LIMIT`].
     pub fn base_delay(&self) -> Duration {
-        self.server_retry.unwrap_or(self.config.base_delay)
+        self.server_retry
+            .unwrap_or(self.config.base_delay)
+            .min(DELAY_LIMIT)
+    }
+
+    /// The consecutive failures counted so far (the attempt number of the
+    /// last scheduled retry; 0 after a healthy connection).
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 
     /// The first action: connect now, while the state is
-    /// [`State::Connecting`] (otherwise [`Action::Continue`]).
+    /// [`State::Connecting`] (otherwise [`Action::Continue`]); or close with
+    /// [`CloseReason::UnsendableLastEventId`] if the starting id cannot be
+    /// sent.
     pub fn start(&mut self) -> Action {
         match self.state {
             State::Connecting => self.connect_now(),
@@ -602,6 +722,7 @@ impl<R: RandomSource> ReconnectPolicy<R> {
         match classify(status, content_type) {
             Verdict::Open => {
                 self.state = State::Open;
+                self.events_this_connection = 0;
                 Action::Continue
             }
             Verdict::Retry => self.schedule(Some(status), retry_after),
@@ -619,6 +740,17 @@ impl<R: RandomSource> ReconnectPolicy<R> {
         self.schedule(None, None)
     }
 
+    /// Reports that a connection attempt failed in a way retrying cannot
+    /// fix (a refused TLS certificate): closes with
+    /// [`CloseReason::FatalConnectError`], `fatal: true`. Ignored unless
+    /// connecting or reconnecting.
+    pub fn on_fatal_connect_error(&mut self) -> Action {
+        if !self.is_connecting() {
+            return Action::Continue;
+        }
+        self.close_with(CloseInfo::fatal(CloseReason::FatalConnectError, None))
+    }
+
     /// Reports a decoded frame: the shorthand for [`Self::on_event`],
     /// [`Self::on_retry`] and [`Self::on_last_event_id`]. Comments change
     /// nothing.
@@ -631,15 +763,23 @@ impl<R: RandomSource> ReconnectPolicy<R> {
         }
     }
 
-    /// Reports a delivered event: records its last event id, resets the
-    /// attempt counter, and closes if it is the configured fatal event.
-    /// Ignored unless open.
+    /// Reports a delivered event: records its last event id, counts it
+    /// towards [`ReconnectConfig::healthy_events`] (resetting the attempt
+    /// counter when reached), and closes if it is the configured fatal
+    /// event. Ignored unless open.
     pub fn on_event(&mut self, event: &MessageEvent) -> Action {
         if self.state != State::Open {
             return Action::Continue;
         }
         self.set_last_event_id(event.last_event_id.clone());
-        self.failures = 0;
+        self.events_this_connection = self.events_this_connection.saturating_add(1);
+        if self
+            .config
+            .healthy_events
+            .is_some_and(|n| self.events_this_connection >= n)
+        {
+            self.failures = 0;
+        }
         if self.config.fatal_event.as_deref() == Some(event.event.as_str()) {
             return self.close_with(CloseInfo::fatal(CloseReason::FatalEvent, None));
         }
@@ -655,8 +795,19 @@ impl<R: RandomSource> ReconnectPolicy<R> {
         Action::Continue
     }
 
+    /// Reports that the open connection has stayed open for
+    /// [`ReconnectConfig::healthy_after`]: it is healthy, and the attempt
+    /// counter resets. The caller times this (the policy reads no clock),
+    /// from the moment the response opened the stream. Ignored unless open.
+    pub fn on_healthy(&mut self) -> Action {
+        if self.state == State::Open {
+            self.failures = 0;
+        }
+        Action::Continue
+    }
+
     /// Reports the server's `retry:` value: from now on the base of the
-    /// backoff. Ignored once closed.
+    /// backoff (cut to [`DELAY_LIMIT`]). Ignored once closed.
     pub fn on_retry(&mut self, retry: Duration) -> Action {
         if !matches!(self.state, State::Closed(_)) {
             self.server_retry = Some(retry);
@@ -694,6 +845,9 @@ impl<R: RandomSource> ReconnectPolicy<R> {
     /// Reconnects now, at the application's request: resets the attempt
     /// counter (the server's `retry:` stays the base). Also revives a policy
     /// the server or exhausted attempts closed, but not a local close.
+    ///
+    /// Closes with [`CloseReason::UnsendableLastEventId`] instead if the
+    /// last event id cannot be sent.
     pub fn reconnect(&mut self) -> Action {
         if matches!(&self.state, State::Closed(info) if info.is_local) {
             return Action::Continue;
@@ -714,10 +868,22 @@ impl<R: RandomSource> ReconnectPolicy<R> {
         self.schedule(None, None)
     }
 
-    fn connect_now(&self) -> Action {
+    fn connect_now(&mut self) -> Action {
+        if let Some(close) = self.refuse_unsendable_id() {
+            return close;
+        }
         Action::Connect {
             last_event_id: self.last_event_id.clone(),
         }
+    }
+
+    /// Closes if the id a reconnect would send cannot be a header value.
+    fn refuse_unsendable_id(&mut self) -> Option<Action> {
+        let id = self.last_event_id.as_deref()?;
+        if is_sendable_last_event_id(id) {
+            return None;
+        }
+        Some(self.close_with(CloseInfo::fatal(CloseReason::UnsendableLastEventId, None)))
     }
 
     fn set_last_event_id(&mut self, id: String) {
@@ -731,6 +897,9 @@ impl<R: RandomSource> ReconnectPolicy<R> {
 
     /// One more consecutive failure: wait and retry, or give up.
     fn schedule(&mut self, status: Option<u16>, retry_after: Option<Duration>) -> Action {
+        if let Some(close) = self.refuse_unsendable_id() {
+            return close;
+        }
         self.failures = self.failures.saturating_add(1);
         if self
             .config
@@ -744,8 +913,10 @@ impl<R: RandomSource> ReconnectPolicy<R> {
                 fatal: false,
             });
         }
-        let ceiling = backoff_ceiling(self.base_delay(), self.config.max_delay, self.failures);
-        let delay = full_jitter(ceiling, self.rng.next_u64()).max(retry_after.unwrap_or_default());
+        let cap = self.config.max_delay.min(DELAY_LIMIT);
+        let ceiling = backoff_ceiling(self.base_delay(), cap, self.failures);
+        let floor = retry_after.unwrap_or_default().min(DELAY_LIMIT);
+        let delay = full_jitter(ceiling, self.rng.next_u64()).max(floor);
         self.state = State::Reconnecting {
             attempt: self.failures,
             delay,

@@ -1,10 +1,11 @@
 //! The reconnect policy: classification, backoff, resets, close and the
 //! fatal event, each through the public state machine.
 
+use proptest::prelude::*;
 use ssehub_core::codec::{Frame, MessageEvent};
 use ssehub_core::reconnect::{
-    classify, parse_retry_after, Action, CloseInfo, CloseReason, ReconnectConfig, ReconnectPolicy,
-    SplitMix64, State, Verdict,
+    classify, is_sendable_last_event_id, parse_retry_after, Action, CloseInfo, CloseReason,
+    ReconnectConfig, ReconnectPolicy, SplitMix64, State, Verdict, DELAY_LIMIT,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -308,7 +309,7 @@ fn retry_after_and_server_retry_combine() {
 // ---- Resets --------------------------------------------------------------
 
 #[test]
-fn attempts_reset_only_after_a_delivered_event() {
+fn attempts_reset_only_after_a_healthy_connection() {
     let mut policy = max_jitter(config());
     open(&mut policy);
     assert_eq!(attempt_of(&policy.on_stream_end()), 1);
@@ -319,12 +320,74 @@ fn attempts_reset_only_after_a_delivered_event() {
     let _ = policy.on_frame(&Frame::Comment(String::new()));
     let _ = policy.on_frame(&Frame::Retry(SEC));
     assert_eq!(attempt_of(&policy.on_stream_end()), 3);
-    // An event delivered: the next failure is attempt 1 again.
+    // One event (a greeting, say) is not enough either.
     open(&mut policy);
-    assert_eq!(policy.on_event(&message("message", "")), Action::Continue);
+    assert_eq!(policy.on_event(&message("welcome", "")), Action::Continue);
+    assert_eq!(attempt_of(&policy.on_stream_end()), 4);
+    // More than a greeting: the next failure is attempt 1 again.
+    open(&mut policy);
+    let _ = policy.on_event(&message("welcome", ""));
+    assert_eq!(policy.failures(), 4);
+    let _ = policy.on_event(&message("message", ""));
+    assert_eq!(policy.failures(), 0);
     let action = policy.on_stream_end();
     assert_eq!(attempt_of(&action), 1);
     assert_eq!(delay_of(&action), SEC);
+    // Staying open for `healthy_after` (reported by the caller) also resets,
+    // without any event.
+    let _ = policy.on_connect_error();
+    open(&mut policy);
+    assert_eq!(policy.on_healthy(), Action::Continue);
+    assert_eq!(attempt_of(&policy.on_stream_end()), 1);
+}
+
+/// Item 8 of the hardening issue: a server that answers every connection
+/// with `retry: 0`, one event and a close. Before the fix every retry was
+/// attempt 1 with a zero ceiling: a tight reconnect loop.
+#[test]
+fn one_event_per_connection_still_backs_off() {
+    let mut policy = max_jitter(config());
+    let mut delays = Vec::new();
+    for _ in 0..16 {
+        open(&mut policy);
+        let _ = policy.on_retry(Duration::ZERO);
+        let _ = policy.on_event(&message("message", "1"));
+        let action = policy.on_stream_end();
+        delays.push(delay_of(&action));
+    }
+    // The first reconnect is immediate, as browsers do with `retry: 0`.
+    assert_eq!(delays[0], Duration::ZERO);
+    assert!(delays[1] > Duration::ZERO, "{delays:?}");
+    assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+    assert_eq!(delays[15], Duration::from_secs(30), "grows to the cap");
+}
+
+#[test]
+fn healthy_thresholds_are_configurable() {
+    // Events never reset: only time does.
+    let mut policy = max_jitter(config().with_healthy_events(None));
+    let _ = policy.on_connect_error();
+    open(&mut policy);
+    for _ in 0..100 {
+        let _ = policy.on_event(&message("message", "1"));
+    }
+    assert_eq!(attempt_of(&policy.on_stream_end()), 2);
+    // One event is enough when so configured (0 counts as 1).
+    let mut policy = max_jitter(config().with_healthy_events(Some(0)));
+    assert_eq!(policy.config().healthy_events(), Some(1));
+    let _ = policy.on_connect_error();
+    open(&mut policy);
+    let _ = policy.on_event(&message("message", "1"));
+    assert_eq!(attempt_of(&policy.on_stream_end()), 1);
+    // Defaults.
+    let defaults = ReconnectConfig::new();
+    assert_eq!(defaults.healthy_after(), Some(Duration::from_secs(5)));
+    assert_eq!(defaults.healthy_events(), Some(2));
+    // `on_healthy` outside an open stream changes nothing.
+    let mut policy = max_jitter(config());
+    let _ = policy.on_connect_error();
+    assert_eq!(policy.on_healthy(), Action::Continue);
+    assert_eq!(attempt_of(&policy.on_connect_error()), 2);
 }
 
 #[test]
@@ -427,12 +490,13 @@ fn zero_max_attempts_never_reconnects() {
 }
 
 #[test]
-fn a_delivered_event_restores_the_attempt_budget() {
+fn a_healthy_connection_restores_the_attempt_budget() {
     let mut policy = max_jitter(config().with_max_attempts(2));
     let _ = policy.on_connect_error();
     let _ = policy.on_connect_error();
     open(&mut policy);
     let _ = policy.on_event(&message("message", "1"));
+    let _ = policy.on_event(&message("message", "2"));
     assert_eq!(attempt_of(&policy.on_stream_end()), 1);
     assert_eq!(attempt_of(&policy.on_connect_error()), 2);
     let _ = close_info(policy.on_connect_error());
@@ -612,4 +676,124 @@ fn zero_server_retry_still_backs_off_on_repeated_failures() {
     assert_eq!(delays[0], Duration::from_millis(2));
     assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
     assert_eq!(delays[19], Duration::from_secs(30), "grows to the cap");
+}
+
+// ---- Saturation (hardening issue, item 3) --------------------------------
+
+/// `Retry-After: 18446744073709551615` parsed and fed to the policy: the
+/// delay is cut to `DELAY_LIMIT`, so `Instant::now() + delay` cannot
+/// overflow (before the fix it was `u64::MAX` seconds and the client
+/// panicked).
+#[test]
+fn huge_retry_after_is_cut_to_the_delay_limit() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let parsed = parse_retry_after("18446744073709551615", now).unwrap();
+    let mut policy = max_jitter(config());
+    let delay = delay_of(&policy.on_response(503, None, Some(parsed)));
+    assert_eq!(delay, DELAY_LIMIT);
+    assert!(std::time::Instant::now().checked_add(delay).is_some());
+    let delay = delay_of(&policy.on_response(503, None, Some(Duration::MAX)));
+    assert_eq!(delay, DELAY_LIMIT);
+    // A Retry-After date far in the future too.
+    let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).unwrap();
+    assert_eq!(
+        delay_of(&policy.on_response(429, None, Some(far))),
+        DELAY_LIMIT
+    );
+}
+
+/// `retry: 18446744073709551615` (the decoder saturates it to
+/// `Duration::MAX`) with an unbounded cap: still within the limit.
+#[test]
+fn huge_server_retry_and_cap_are_cut_to_the_delay_limit() {
+    let mut policy = max_jitter(config().with_max_delay(Duration::MAX));
+    open(&mut policy);
+    let _ = policy.on_frame(&Frame::Retry(Duration::MAX));
+    assert_eq!(policy.base_delay(), DELAY_LIMIT);
+    assert_eq!(delay_of(&policy.on_stream_end()), DELAY_LIMIT);
+    for _ in 0..100 {
+        assert_eq!(delay_of(&policy.on_connect_error()), DELAY_LIMIT);
+    }
+    let mut policy = max_jitter(
+        ReconnectConfig::new()
+            .with_base_delay(Duration::MAX)
+            .with_max_delay(Duration::MAX),
+    );
+    assert_eq!(delay_of(&policy.on_connect_error()), DELAY_LIMIT);
+}
+
+proptest! {
+    /// No input makes a delay exceed the limit (and so overflow a clock),
+    /// and no input panics.
+    #[test]
+    fn every_delay_is_within_the_limit(
+        base in any::<u64>(),
+        cap in any::<u64>(),
+        retry_ms in proptest::option::of(any::<u64>()),
+        inputs in proptest::collection::vec((0u8..5, any::<u64>()), 1..40),
+        seed in any::<u64>(),
+    ) {
+        let config = ReconnectConfig::new()
+            .with_base_delay(Duration::from_nanos(base))
+            .with_max_delay(Duration::from_secs(cap));
+        let mut policy = ReconnectPolicy::new(config, SplitMix64::new(seed));
+        for (kind, value) in inputs {
+            let action = match kind {
+                0 => policy.on_connect_error(),
+                1 => policy.on_response(503, None, Some(Duration::from_secs(value))),
+                2 => policy.on_response(200, SSE, None),
+                3 => {
+                    if let Some(ms) = retry_ms {
+                        let _ = policy.on_retry(Duration::from_millis(ms).saturating_mul(1000));
+                    }
+                    policy.on_stream_end()
+                }
+                _ => policy.on_response(429, None, Some(Duration::new(value, 999_999_999))),
+            };
+            if let Action::ConnectAfter { delay, .. } = action {
+                prop_assert!(delay <= DELAY_LIMIT, "{delay:?}");
+                prop_assert!(std::time::Instant::now().checked_add(delay).is_some());
+            }
+        }
+    }
+}
+
+// ---- Unsendable ids (hardening issue, item 9) -----------------------------
+
+#[test]
+fn sendable_ids_are_those_a_header_value_can_hold() {
+    assert!(is_sendable_last_event_id(""));
+    assert!(is_sendable_last_event_id("1700000000-41"));
+    assert!(is_sendable_last_event_id("tab\there, caf\u{e9} \u{1F600}"));
+    for bad in ["7\u{1}x", "\u{1f}", "a\u{7f}", "\u{8}"] {
+        assert!(!is_sendable_last_event_id(bad), "{bad:?}");
+    }
+}
+
+/// An id with a control character is never dropped silently: the reconnect
+/// that would have to go without it closes, typed.
+#[test]
+fn an_unsendable_id_closes_instead_of_reconnecting_without_it() {
+    let mut policy = max_jitter(config());
+    open(&mut policy);
+    let _ = policy.on_event(&message("message", "7\u{1}x"));
+    assert_eq!(policy.last_event_id(), Some("7\u{1}x"));
+    let info = close_info(policy.on_stream_end());
+    assert_eq!(info.reason, CloseReason::UnsendableLastEventId);
+    assert!(info.fatal && !info.is_local);
+    // A manual reconnect cannot revive it without the id either.
+    let info = close_info(policy.reconnect());
+    assert_eq!(info.reason, CloseReason::UnsendableLastEventId);
+    // A later sendable id clears it.
+    let mut policy = max_jitter(config());
+    open(&mut policy);
+    let _ = policy.on_event(&message("message", "7\u{1}x"));
+    let _ = policy.on_frame(&Frame::LastEventId("8".into()));
+    assert_eq!(attempt_of(&policy.on_stream_end()), 1);
+    // A starting id that cannot be sent closes at once.
+    let mut policy = max_jitter(config()).with_last_event_id("\u{2}");
+    assert_eq!(
+        close_info(policy.start()).reason,
+        CloseReason::UnsendableLastEventId
+    );
 }

@@ -7,7 +7,10 @@
 //! curl -d 'hello' http://127.0.0.1:3000/news                     # in another
 //! ```
 //!
-//! `AXUM_EMBED_ADDR` changes the address. Ctrl-C shuts down gracefully:
+//! `AXUM_EMBED_ADDR` changes the address. Served through
+//! `ssehub_tokio::axum::serve` and a `TrackedListener`, so a subscriber
+//! that stops reading is disconnected after the write timeout (30 s), as
+//! under the `ssehub` server. Ctrl-C shuts down gracefully:
 //! every stream gets a final `bye` event, then axum's graceful shutdown
 //! completes because the streams end.
 
@@ -16,6 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use ssehub_core::codec::Event;
 use ssehub_core::{Hub, HubConfig};
+use ssehub_tokio::axum::TrackedListener;
 use ssehub_tokio::{Driver, SseEndpoint};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -61,17 +65,16 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     let shutdown_hub = hub.clone();
-    axum::serve(
-        listener,
-        // ConnectInfo gives the endpoint the peer address (per-IP limit).
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        // Ends every stream, so axum's graceful shutdown can complete.
-        let _ = shutdown_hub.shutdown(Some(&Event::new("bye").with_event("shutdown")));
-    })
-    .await?;
+    // `axum::serve` with a write timeout on every socket (a reader that
+    // stops is disconnected, not held forever) and the connect info the
+    // endpoint needs (peer address for the per-IP limit, write tracker).
+    ssehub_tokio::axum::serve(TrackedListener::new(listener), app)
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            // Ends every stream, so axum's graceful shutdown can complete.
+            let _ = shutdown_hub.shutdown(Some(&Event::new("bye").with_event("shutdown")));
+        })
+        .await?;
     driver.stop().await;
     Ok(())
 }

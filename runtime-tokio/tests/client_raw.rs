@@ -6,6 +6,7 @@
 //! automatically, so nothing here really waits.
 
 use ssehub_core::codec::DecodeError;
+use ssehub_core::reconnect::DELAY_LIMIT;
 use ssehub_tokio::client::{
     ClientError, ClientEvent, CloseReason, EventSource, HttpVersion, MessageEvent, State,
 };
@@ -111,7 +112,7 @@ async fn stream_events(mut stream: TcpStream, body: &str, hold: bool) {
 /// Guards a future that must finish (in paused time the guard only fires
 /// if the test is stuck).
 async fn bounded<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(24 * 3600), future)
+    tokio::time::timeout(Duration::from_secs(7 * 24 * 3600), future)
         .await
         .expect("the test is stuck")
 }
@@ -736,4 +737,221 @@ async fn reconnect_during_backoff_connects_now() {
     assert_eq!(next_state(&mut events).await, State::Open);
     assert_eq!(next_message(&mut events).await.data, "early");
     assert!(since.elapsed() < Duration::from_secs(1));
+}
+
+// ---- Hardening: saturated delays, growing backoff, unsendable ids --------
+
+/// `Retry-After: 18446744073709551615` used to become a floor of `u64::MAX`
+/// seconds and `Instant::now() + delay` panicked in the polling task. Now
+/// the delay is cut to `DELAY_LIMIT` (a day) and the client waits it out.
+#[tokio::test(start_paused = true)]
+async fn a_huge_retry_after_neither_panics_nor_exceeds_the_limit() {
+    let server = RawServer::start("/events", |i, s| async move {
+        if i == 0 {
+            respond(
+                s,
+                "503 Service Unavailable",
+                "Retry-After: 18446744073709551615\r\n",
+            )
+            .await;
+        } else {
+            respond(s, "204 No Content", "").await;
+        }
+    })
+    .await;
+    let mut events = EventSource::builder(&server.url)
+        .base_delay(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    match next_error(&mut events).await {
+        ClientError::Status {
+            status: 503,
+            retry_after: Some(after),
+        } => assert_eq!(after, Duration::from_secs(u64::MAX)),
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    let start = Instant::now();
+    let delay = expect_reconnecting(&mut events, 1, DELAY_LIMIT).await;
+    assert_eq!(delay, DELAY_LIMIT);
+    let info = expect_closed(&mut events).await;
+    assert_eq!(info.status, Some(204));
+    assert!(start.elapsed() >= DELAY_LIMIT);
+    assert_eq!(server.connections(), 2);
+}
+
+/// `retry: 18446744073709551615` with no cap and an unbounded liveness
+/// timeout: every deadline saturates instead of overflowing the clock.
+#[tokio::test(start_paused = true)]
+async fn a_huge_retry_field_and_unbounded_timeouts_do_not_panic() {
+    let server = RawServer::start("/events", |i, s| async move {
+        if i == 0 {
+            stream_events(s, "retry: 18446744073709551615\ndata: x\n\n", false).await;
+        } else {
+            respond(s, "204 No Content", "").await;
+        }
+    })
+    .await;
+    let mut events = EventSource::builder(&server.url)
+        .max_delay(Duration::MAX)
+        .read_timeout(Some(Duration::MAX))
+        .healthy_after(Some(Duration::MAX))
+        .build()
+        .unwrap();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    assert_eq!(next_state(&mut events).await, State::Open);
+    assert_eq!(next_message(&mut events).await.data, "x");
+    let delay = expect_reconnecting(&mut events, 1, DELAY_LIMIT).await;
+    assert!(delay <= DELAY_LIMIT);
+    assert_eq!(expect_closed(&mut events).await.status, Some(204));
+}
+
+/// Hardening item 8: a server that sends `retry: 0`, one event and closes,
+/// every time. The attempt counter used to reset on that one event, so
+/// every retry was attempt 1 with a zero delay (512 connections a second).
+/// Now the first reconnect is immediate and the delays grow from there.
+#[tokio::test(start_paused = true)]
+async fn one_event_per_connection_backs_off_more_and_more() {
+    let server = RawServer::start("/events", |i, s| async move {
+        let body = format!("retry: 0\nid: {i}\ndata: x\n\n");
+        stream_events(s, &body, false).await;
+    })
+    .await;
+    let mut events = EventSource::builder(&server.url)
+        .max_delay(Duration::from_secs(30))
+        .jitter_seed(1)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    let mut delays = Vec::new();
+    for attempt in 1..=16u32 {
+        assert_eq!(next_state(&mut events).await, State::Open);
+        assert_eq!(next_message(&mut events).await.data, "x");
+        // Ceiling of retry n: 0 for the first, then 1 ms · 2ⁿ⁻¹, capped.
+        let ceiling = if attempt == 1 {
+            Duration::ZERO
+        } else {
+            (Duration::from_millis(1) * 2u32.pow(attempt - 1)).min(Duration::from_secs(30))
+        };
+        delays.push(expect_reconnecting(&mut events, attempt, ceiling).await);
+    }
+    assert_eq!(
+        delays[0],
+        Duration::ZERO,
+        "the first reconnect is immediate"
+    );
+    let early: Duration = delays[..8].iter().sum();
+    let late: Duration = delays[8..].iter().sum();
+    assert!(late > early * 4, "delays grow: {delays:?}");
+    // Each state comes before its wait: all but the last were waited out.
+    let waited: Duration = delays[..15].iter().sum();
+    assert!(start.elapsed() >= waited, "the client really waited them");
+    events.close();
+}
+
+/// A connection that stays open for `healthy_after` resets the backoff,
+/// even if it delivers only one event.
+#[tokio::test(start_paused = true)]
+async fn a_connection_open_long_enough_resets_the_backoff() {
+    let server = RawServer::start("/events", |i, s| async move {
+        if i < 3 {
+            respond(s, "503 Service Unavailable", "").await;
+        } else {
+            // One event, then silence (heartbeat-free), then the client
+            // gives up on it by the liveness timeout.
+            stream_events(s, "data: x\n\n", true).await;
+        }
+    })
+    .await;
+    let mut events = EventSource::builder(&server.url)
+        .base_delay(Duration::from_millis(100))
+        .healthy_after(Some(Duration::from_secs(5)))
+        .read_timeout(Some(Duration::from_secs(20)))
+        .build()
+        .unwrap();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    for attempt in 1..=3 {
+        let _ = next_error(&mut events).await;
+        expect_reconnecting(&mut events, attempt, Duration::from_secs(1)).await;
+    }
+    assert_eq!(next_state(&mut events).await, State::Open);
+    assert_eq!(next_message(&mut events).await.data, "x");
+    assert!(matches!(
+        next_error(&mut events).await,
+        ClientError::Liveness(_)
+    ));
+    // Open for 20 s > healthy_after: retry 1 again, not 4.
+    expect_reconnecting(&mut events, 1, Duration::from_millis(100)).await;
+    events.close();
+}
+
+/// Hardening item 9: an id with a control character used to make the
+/// reconnect go without `Last-Event-ID`, silently (the server then took the
+/// client for a new one). Now the stream closes with a typed reason and
+/// makes no second connection.
+#[tokio::test(start_paused = true)]
+async fn an_id_that_cannot_be_a_header_closes_instead_of_being_dropped() {
+    let server = RawServer::start("/events", |_, s| async move {
+        stream_events(s, "id: 7\u{1}x\ndata: a\n\n", false).await;
+    })
+    .await;
+    let mut events = EventSource::builder(&server.url)
+        .base_delay(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    assert_eq!(next_state(&mut events).await, State::Open);
+    let message = next_message(&mut events).await;
+    assert_eq!(message.last_event_id, "7\u{1}x");
+    let info = expect_closed(&mut events).await;
+    assert_eq!(info.reason, CloseReason::UnsendableLastEventId);
+    assert!(info.fatal && !info.is_local);
+    assert_eq!(server.connections(), 1, "no reconnect without the id");
+}
+
+/// Ids that are valid header values (non-ASCII UTF-8, an inner tab) are
+/// sent on the reconnect byte for byte.
+#[tokio::test(start_paused = true)]
+async fn an_unusual_but_sendable_id_is_sent_on_reconnect() {
+    let server = RawServer::start("/events", |i, s| async move {
+        if i == 0 {
+            stream_events(s, "id: caf\u{e9}\t9\ndata: a\n\n", false).await;
+        } else {
+            stream_events(s, "data: b\n\n", true).await;
+        }
+    })
+    .await;
+    let mut server = server;
+    let mut events = EventSource::builder(&server.url)
+        .base_delay(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    assert_eq!(next_state(&mut events).await, State::Connecting);
+    assert_eq!(next_state(&mut events).await, State::Open);
+    assert_eq!(
+        next_message(&mut events).await.last_event_id,
+        "caf\u{e9}\t9"
+    );
+    expect_reconnecting(&mut events, 1, Duration::from_millis(10)).await;
+    assert_eq!(next_state(&mut events).await, State::Open);
+    assert_eq!(next_message(&mut events).await.data, "b");
+    let _first = server.request().await;
+    let second = server.request().await;
+    assert!(
+        second
+            .to_ascii_lowercase()
+            .contains("last-event-id: caf\u{e9}\t9\r\n"),
+        "{second:?}"
+    );
+}
+
+#[test]
+fn a_starting_id_that_cannot_be_sent_is_refused_by_the_builder() {
+    assert!(matches!(
+        EventSource::builder("http://127.0.0.1:1/events")
+            .last_event_id("7\u{1}x")
+            .build(),
+        Err(ssehub_tokio::client::BuildError::InvalidHeader(_))
+    ));
 }

@@ -1,12 +1,15 @@
 //! [`Builder`]: the client's settings.
 
 use super::error::BuildError;
+use super::tls::{RootCertificates, TlsSettings};
 use super::EventSource;
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use http::Uri;
+use rustls::pki_types::CertificateDer;
 use ssehub_core::codec::decode::{DEFAULT_MAX_EVENT_LEN, DEFAULT_MAX_LINE_LEN};
-use ssehub_core::reconnect::ReconnectConfig;
+use ssehub_core::reconnect::{is_sendable_last_event_id, ReconnectConfig};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The default [`Builder::connect_timeout`]: 10 s.
@@ -23,11 +26,15 @@ pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HttpVersion {
-    /// HTTP/1.1 (the default: what every server and proxy speaks).
+    /// HTTP/1.1 over cleartext; over TLS, whichever of HTTP/2 and HTTP/1.1
+    /// the server picks by ALPN (HTTP/2 where it offers it), as browsers do.
     #[default]
+    Auto,
+    /// HTTP/1.1 only (over TLS, ALPN offers only `http/1.1`).
     Http1,
-    /// HTTP/2 with prior knowledge (`h2c`): the server must speak HTTP/2
-    /// on this port without negotiation, as the `ssehub` server does.
+    /// HTTP/2 only: with prior knowledge (`h2c`) over cleartext, where the
+    /// server must speak HTTP/2 on this port without negotiation, as the
+    /// `ssehub` server does; over TLS, ALPN offers only `h2`.
     Http2,
 }
 
@@ -66,6 +73,7 @@ pub struct Builder {
     pub(crate) max_redirects: u32,
     pub(crate) version: HttpVersion,
     pub(crate) seed: Option<u64>,
+    pub(crate) tls: TlsSettings,
 }
 
 impl fmt::Debug for Builder {
@@ -82,6 +90,7 @@ impl fmt::Debug for Builder {
             .field("read_timeout", &self.read_timeout)
             .field("max_redirects", &self.max_redirects)
             .field("version", &self.version)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -99,8 +108,9 @@ impl Builder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             max_redirects: DEFAULT_MAX_REDIRECTS,
-            version: HttpVersion::Http1,
+            version: HttpVersion::Auto,
             seed: None,
+            tls: TlsSettings::default(),
         }
     }
 
@@ -181,6 +191,24 @@ impl Builder {
         self
     }
 
+    /// A connection that stays open this long is healthy and resets the
+    /// backoff (default 5 s; `None`: time alone never does). See
+    /// [`ReconnectConfig::with_healthy_after`].
+    #[must_use]
+    pub fn healthy_after(mut self, after: Option<Duration>) -> Self {
+        self.reconnect = self.reconnect.with_healthy_after(after);
+        self
+    }
+
+    /// A connection that delivers this many events is healthy and resets
+    /// the backoff (default 2: more than a greeting; `None`: events alone
+    /// never do). See [`ReconnectConfig::with_healthy_events`].
+    #[must_use]
+    pub fn healthy_events(mut self, events: Option<u32>) -> Self {
+        self.reconnect = self.reconnect.with_healthy_events(events);
+        self
+    }
+
     /// The event name with which the server announces a fatal disconnect:
     /// the event is delivered, then the stream closes with `fatal: true`.
     #[must_use]
@@ -243,10 +271,51 @@ impl Builder {
         self
     }
 
-    /// The HTTP version to speak (default HTTP/1.1).
+    /// The HTTP version to speak (default [`HttpVersion::Auto`]: HTTP/1.1
+    /// over cleartext, negotiated by ALPN over TLS).
     #[must_use]
     pub fn http_version(mut self, version: HttpVersion) -> Self {
         self.version = version;
+        self
+    }
+
+    /// Which authorities `https://` streams trust (default
+    /// [`RootCertificates::Webpki`]; [`RootCertificates::Native`] for the
+    /// platform's store). Ignored with [`tls_config`](Self::tls_config).
+    #[must_use]
+    pub fn root_certificates(mut self, roots: RootCertificates) -> Self {
+        self.tls.roots = roots;
+        self
+    }
+
+    /// Trusts this certificate authority too (DER), for example a private
+    /// CA. Ignored with [`tls_config`](Self::tls_config); a certificate
+    /// rustls refuses is reported by [`build`](Self::build).
+    #[must_use]
+    pub fn add_root_certificate(mut self, der: impl Into<CertificateDer<'static>>) -> Self {
+        self.tls.extra_roots.push(der.into());
+        self
+    }
+
+    /// Trusts every certificate of a PEM bundle too (the contents of a
+    /// `ca.pem` file). A bundle without a `CERTIFICATE` block, or that does
+    /// not parse, is reported by [`build`](Self::build). Ignored with
+    /// [`tls_config`](Self::tls_config).
+    #[must_use]
+    pub fn add_root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.tls.add_pem(pem.as_ref());
+        self
+    }
+
+    /// Uses this rustls configuration for `https://` streams (client
+    /// certificates, a custom verifier, another crypto provider, …),
+    /// instead of the one built from [`root_certificates`](Self::root_certificates)
+    /// and [`add_root_certificate`](Self::add_root_certificate). Its ALPN
+    /// list is replaced, on a copy, by the one
+    /// [`http_version`](Self::http_version) calls for.
+    #[must_use]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls.config = Some(config);
         self
     }
 
@@ -264,15 +333,27 @@ impl Builder {
     /// # Errors
     ///
     /// [`BuildError::InvalidUrl`] for a URL that is not absolute,
-    /// [`BuildError::UnsupportedScheme`] for a scheme other than `http`,
+    /// [`BuildError::UnsupportedScheme`] for a scheme other than `http` and
+    /// `https`, [`BuildError::Tls`] for TLS settings that cannot be used
+    /// (a PEM that does not parse, an empty platform trust store),
     /// [`BuildError::InvalidHeader`] for a header given to
-    /// [`header`](Self::header) that is not valid HTTP.
+    /// [`header`](Self::header) that is not valid HTTP, or a
+    /// [`last_event_id`](Self::last_event_id) that cannot be a header value
+    /// (a control character other than tab).
     pub fn build(self) -> Result<EventSource, BuildError> {
         if let Some(what) = &self.header_error {
             return Err(BuildError::InvalidHeader(what.clone()));
         }
+        if let Some(id) = &self.last_event_id {
+            if !is_sendable_last_event_id(id) {
+                return Err(BuildError::InvalidHeader(format!(
+                    "Last-Event-ID {id:?}: control characters cannot be sent"
+                )));
+            }
+        }
         let url = parse_url(&self.url)?;
-        Ok(EventSource::from_builder(url, self))
+        let tls = self.tls.client_config(self.version)?;
+        Ok(EventSource::from_builder(url, self, tls))
     }
 }
 
@@ -297,7 +378,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Uri, BuildError> {
 
 /// The schemes this client speaks.
 pub(crate) fn check_scheme(scheme: &str) -> Result<(), BuildError> {
-    if scheme.eq_ignore_ascii_case("http") {
+    if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
         Ok(())
     } else {
         Err(BuildError::UnsupportedScheme(scheme.to_owned()))

@@ -10,6 +10,7 @@
 use super::builder::{check_scheme, Builder, HttpVersion};
 use super::error::ClientError;
 use super::redirect;
+use super::tls;
 use super::{ClientEvent, Shared};
 use bytes::Bytes;
 use http::header::{
@@ -18,6 +19,7 @@ use http::header::{
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -51,6 +53,9 @@ struct Reading {
     decoder: Decoder,
     /// When the liveness timeout fires, unless bytes arrive first.
     deadline: Option<Instant>,
+    /// When the connection counts as healthy (the policy's
+    /// `healthy_after`), unless already reported.
+    healthy_at: Option<Instant>,
 }
 
 /// A response that ends the redirect chain, and what went wrong on the way.
@@ -73,7 +78,8 @@ pub(crate) struct Driver {
     headers: HeaderMap,
     /// Makes a fresh client (so a fresh connection pool) for each attempt.
     client: hyper_util::client::legacy::Builder,
-    connector: HttpConnector,
+    /// `http://` as is, `https://` through rustls (ALPN per the version).
+    connector: HttpsConnector<HttpConnector>,
     policy: ReconnectPolicy<SplitMix64>,
     shared: Arc<Shared>,
     phase: Phase,
@@ -88,9 +94,17 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(url: Uri, builder: Builder, shared: Arc<Shared>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    pub(crate) fn new(
+        url: Uri,
+        builder: Builder,
+        tls: Arc<rustls::ClientConfig>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        // The TLS layer above handles `https://`.
+        http.enforce_http(false);
+        let connector = HttpsConnector::from((http, tls));
         let mut client = Client::builder(TokioExecutor::new());
         client
             .timer(TokioTimer::new())
@@ -194,6 +208,12 @@ impl Driver {
                     let outcome = tokio::select! {
                         biased;
                         () = shared.signalled() => continue,
+                        () = sleep_opt(reading.healthy_at) => {
+                            reading.healthy_at = None;
+                            let action = self.policy.on_healthy();
+                            self.apply(action);
+                            continue;
+                        }
                         frame = reading.body.frame() => match frame {
                             Some(Ok(frame)) => match frame.into_data() {
                                 Ok(data) => ReadOutcome::Data(data),
@@ -239,7 +259,7 @@ impl Driver {
                 ..
             } => {
                 self.phase = Phase::Backoff {
-                    until: Instant::now() + delay,
+                    until: deadline_after(delay),
                     last_event_id,
                 };
             }
@@ -265,8 +285,13 @@ impl Driver {
         let Answered { response, problem } = match attempt {
             Ok(answered) => answered,
             Err(error) => {
+                let fatal = error.is_fatal();
                 self.queue.push_back(ClientEvent::Error(error));
-                let action = self.policy.on_connect_error();
+                let action = if fatal {
+                    self.policy.on_fatal_connect_error()
+                } else {
+                    self.policy.on_connect_error()
+                };
                 return self.apply(action);
             }
         };
@@ -286,7 +311,8 @@ impl Driver {
             self.phase = Phase::Open(Box::new(Reading {
                 body: response.into_body(),
                 decoder,
-                deadline: self.read_timeout.map(|t| Instant::now() + t),
+                deadline: self.read_timeout.map(deadline_after),
+                healthy_at: self.policy.config().healthy_after().map(deadline_after),
             }));
             self.report_state();
         } else {
@@ -321,7 +347,7 @@ impl Driver {
             }
         };
         if !data.is_empty() {
-            reading.deadline = self.read_timeout.map(|t| Instant::now() + t);
+            reading.deadline = self.read_timeout.map(deadline_after);
         }
         reading.decoder.feed(&data);
         loop {
@@ -357,25 +383,24 @@ impl Driver {
     /// connection lets a load balancer pick another backend). Redirects
     /// within the attempt share it.
     async fn request(&self, last_event_id: Option<&str>) -> Result<Answered, ClientError> {
-        let client: Client<HttpConnector, Empty<Bytes>> = self.client.build(self.connector.clone());
+        let client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>> =
+            self.client.build(self.connector.clone());
         let mut url = self.url.clone();
         let mut headers = self.headers.clone();
         if let Some(id) = last_event_id {
-            // An id that cannot be a header value (control characters) is
-            // not sent: the server then treats the client as new.
-            if let Ok(value) = HeaderValue::from_str(id) {
-                headers.insert("last-event-id", value);
-            }
+            // The policy never asks to connect with an id that cannot be a
+            // header value (it closes with `UnsendableLastEventId`); were
+            // one to get here, the attempt fails loudly rather than going
+            // without it (the server would take the client for a new one).
+            let value = HeaderValue::from_str(id).map_err(|e| ClientError::Connect(Arc::new(e)))?;
+            headers.insert("last-event-id", value);
         }
         let mut redirects = 0;
         loop {
             let mut request = Request::new(Empty::new());
             *request.uri_mut() = url.clone();
             *request.headers_mut() = headers.clone();
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| ClientError::Connect(Arc::new(e)))?;
+            let response = client.request(request).await.map_err(connect_error)?;
             if !redirect::is_redirect(response.status()) {
                 return Ok(Answered {
                     response,
@@ -401,7 +426,10 @@ impl Driver {
                     problem: Some(ClientError::InvalidRedirect { location }),
                 });
             };
-            if !redirect::same_origin(&url, &next) {
+            // Another origin, or a downgrade from https to http (which is
+            // always another origin; named so the rule survives any change
+            // to the origin check): the credentials stay behind.
+            if !redirect::same_origin(&url, &next) || redirect::is_downgrade(&url, &next) {
                 redirect::strip_credentials(&mut headers);
             }
             url = next;
@@ -410,9 +438,34 @@ impl Driver {
     }
 }
 
+/// A failed request: a refused certificate is [`ClientError::Tls`] (fatal),
+/// anything else [`ClientError::Connect`] (retried).
+fn connect_error(error: hyper_util::client::legacy::Error) -> ClientError {
+    match tls::certificate_refusal(&error) {
+        Some(kind) => ClientError::Tls {
+            kind,
+            source: Arc::new(error),
+        },
+        None => ClientError::Connect(Arc::new(error)),
+    }
+}
+
 fn header_str(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// `now + after`, saturated: a duration too long for the clock gives a
+/// deadline about 30 years away (tokio's own "far future") instead of a
+/// panic.
+fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// What [`deadline_after`] falls back to: 30 years.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// Sleeps until `deadline`, or forever without one.
 async fn sleep_opt(deadline: Option<Instant>) {
@@ -433,4 +486,21 @@ fn random_seed() -> u64 {
             .as_nanos(),
     );
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_saturate_instead_of_panicking() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline_after(Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let far = deadline_after(Duration::MAX);
+        assert!(far >= now + Duration::from_secs(86_400 * 365));
+        assert!(deadline_after(Duration::from_secs(u64::MAX)) >= far);
+    }
 }

@@ -1,6 +1,7 @@
 //! The client's error types: [`BuildError`] (a builder setting is invalid)
 //! and [`ClientError`] (why a connection failed; reported in the stream).
 
+use super::tls::TlsErrorKind;
 use ssehub_core::codec::DecodeError;
 use std::fmt;
 use std::sync::Arc;
@@ -20,13 +21,15 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The URL's scheme is not one this build can speak (`http`; `https`
-    /// needs TLS, which this client does not include: put a TLS-terminating
-    /// proxy in front, or a plain-HTTP listener on a trusted network).
+    /// The URL's scheme is neither `http` nor `https`.
     UnsupportedScheme(String),
     /// A header name or value given to
     /// [`Builder::header`](super::Builder::header) is invalid.
     InvalidHeader(String),
+    /// The TLS settings cannot be used: a root certificate PEM that does
+    /// not parse or that rustls refuses, a platform trust store without a
+    /// usable root.
+    Tls(String),
 }
 
 impl fmt::Display for BuildError {
@@ -35,9 +38,10 @@ impl fmt::Display for BuildError {
             Self::InvalidUrl { url, reason } => write!(f, "invalid URL {url:?}: {reason}"),
             Self::UnsupportedScheme(scheme) => write!(
                 f,
-                "unsupported URL scheme {scheme:?} (this client speaks plain http only)"
+                "unsupported URL scheme {scheme:?} (this client speaks http and https)"
             ),
             Self::InvalidHeader(what) => write!(f, "invalid header: {what}"),
+            Self::Tls(what) => write!(f, "unusable TLS settings: {what}"),
         }
     }
 }
@@ -55,8 +59,18 @@ impl std::error::Error for BuildError {}
 #[non_exhaustive]
 pub enum ClientError {
     /// The connection could not be made or the request not sent (refused,
-    /// reset, DNS, protocol error before the response headers).
+    /// reset, DNS, TLS handshake failure other than a refused certificate,
+    /// protocol error before the response headers).
     Connect(ErrorSource),
+    /// The server's TLS certificate was refused. Fatal: retrying cannot fix
+    /// it, so the stream closes (`Closed { reason: FatalConnectError,
+    /// fatal: true }`) instead of reconnecting.
+    Tls {
+        /// Why it was refused.
+        kind: TlsErrorKind,
+        /// The error from rustls, with its context.
+        source: ErrorSource,
+    },
     /// No response headers within the configured connect timeout.
     ConnectTimeout(Duration),
     /// The server answered with a status that is retried (5xx, 408, 429).
@@ -97,6 +111,10 @@ impl fmt::Display for ClientError {
         match self {
             Self::Connect(source) => {
                 f.write_str("connection failed: ")?;
+                write_chain(f, &**source)
+            }
+            Self::Tls { kind, source } => {
+                write!(f, "the server's TLS certificate is {kind}: ")?;
                 write_chain(f, &**source)
             }
             Self::ConnectTimeout(after) => {
@@ -149,10 +167,20 @@ fn write_chain(
     Ok(())
 }
 
+impl ClientError {
+    /// Whether this error ends the stream rather than causing a reconnect
+    /// (today: a refused TLS certificate).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Tls { .. })
+    }
+}
+
 impl std::error::Error for ClientError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Connect(source) | Self::Read(source) => Some(&**source),
+            Self::Connect(source) | Self::Read(source) | Self::Tls { source, .. } => {
+                Some(&**source)
+            }
             Self::Decode(error) => Some(error),
             _ => None,
         }

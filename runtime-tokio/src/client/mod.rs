@@ -18,11 +18,19 @@
 //!   network errors and timeouts are retried.
 //! - **Backoff**: exponential with full jitter from the base delay (the
 //!   server's `retry:` once it sent one), capped, with the server's
-//!   `Retry-After` as a floor; the attempt counter resets once a connection
-//!   delivers an event, or on [`Handle::reconnect`].
+//!   `Retry-After` as a floor; every delay is at most a day
+//!   ([`DELAY_LIMIT`](ssehub_core::reconnect::DELAY_LIMIT)), whatever the
+//!   server sends. The attempt counter resets only once a connection is
+//!   healthy: open for [`Builder::healthy_after`] (5 s), or past
+//!   [`Builder::healthy_events`] events (2: more than a greeting); or on
+//!   [`Handle::reconnect`]. A server that sends one event per connection
+//!   and hangs up is therefore backed off from, not hammered.
 //! - **`Last-Event-ID`** is sent on every reconnect (and on the first
 //!   connection if [`Builder::last_event_id`] set one), so the server
-//!   replays what was missed.
+//!   replays what was missed. An id the server sent that cannot be a header
+//!   value (a control character other than tab, which the `http` crate
+//!   refuses) is never dropped silently: the stream closes with
+//!   `Closed { reason: UnsendableLastEventId, fatal: true }`.
 //! - **Redirects** (301, 302, 303, 307, 308) are followed within an attempt,
 //!   up to [`Builder::max_redirects`], a relative `Location` resolved
 //!   against the URL that answered. They do not count as reconnection
@@ -38,7 +46,7 @@
 //!   the client then reconnects with backoff: a server that sent one bad
 //!   event recovers; one that always sends it makes the client back off to
 //!   the cap, and [`Builder::max_attempts`] bounds how long it insists
-//!   (the attempt counter only resets after a delivered event).
+//!   (the attempt counter only resets after a healthy connection).
 //! - **The fatal event** ([`Builder::fatal_event`]): delivered as a
 //!   message, then `Closed { reason: FatalEvent, fatal: true }`.
 //! - **Closing**: [`Handle::close`] is final and immediate, also during a
@@ -46,10 +54,19 @@
 //!   queued items are discarded, the stream yields
 //!   `Closed { is_local: true }` and ends. After any `Closed` the stream
 //!   ends (`None`); build a new one to start again.
-//! - **Transport**: plain `http://` only, HTTP/1.1 by default or HTTP/2
-//!   with prior knowledge ([`HttpVersion::Http2`]). This client has no TLS:
-//!   reach an `https://` hub through a TLS-terminating proxy on the same
-//!   host or network.
+//! - **Transport**: `http://` and `https://`. Over cleartext HTTP/1.1 by
+//!   default, or HTTP/2 with prior knowledge ([`HttpVersion::Http2`]); over
+//!   TLS (rustls, `ring` provider) ALPN offers `h2` and `http/1.1` and the
+//!   server picks ([`HttpVersion::Auto`]). The default roots are Mozilla's
+//!   (`webpki-roots`); [`Builder::root_certificates`] switches to the
+//!   platform's store, [`Builder::add_root_certificate`] /
+//!   [`Builder::add_root_certificates_pem`] add a private CA, and
+//!   [`Builder::tls_config`] takes a whole `rustls::ClientConfig`.
+//!   Redirects may cross between http and https; credentials never follow
+//!   a downgrade to http (nor any change of origin).
+//! - **A refused certificate** (unknown issuer, wrong host, expired, …) is
+//!   fatal: [`ClientError::Tls`] then `Closed { reason: FatalConnectError,
+//!   fatal: true }`, with no retry loop. Other TLS failures are retried.
 //!
 //! # Item order
 //!
@@ -92,6 +109,8 @@
 //! <!-- Full paths: `pub mod client` also has an outer doc comment, and
 //! rustdoc resolves the links of such merged docs from the crate root. -->
 //! [`Builder::fatal_event`]: crate::client::Builder::fatal_event
+//! [`Builder::healthy_after`]: crate::client::Builder::healthy_after
+//! [`Builder::healthy_events`]: crate::client::Builder::healthy_events
 //! [`Builder::last_event_id`]: crate::client::Builder::last_event_id
 //! [`Builder::max_attempts`]: crate::client::Builder::max_attempts
 //! [`Builder::max_event_len`]: crate::client::Builder::max_event_len
@@ -108,18 +127,29 @@
 //! [`Handle::reconnect`]: crate::client::Handle::reconnect
 //! [`Handle`]: crate::client::Handle
 //! [`HttpVersion::Http2`]: crate::client::HttpVersion::Http2
+//! [`HttpVersion::Auto`]: crate::client::HttpVersion::Auto
+//! [`Builder::root_certificates`]: crate::client::Builder::root_certificates
+//! [`Builder::add_root_certificate`]: crate::client::Builder::add_root_certificate
+//! [`Builder::add_root_certificates_pem`]: crate::client::Builder::add_root_certificates_pem
+//! [`Builder::tls_config`]: crate::client::Builder::tls_config
+//! [`ClientError::Tls`]: crate::client::ClientError::Tls
 
 mod builder;
 mod connection;
 mod error;
 mod redirect;
+mod tls;
 
 pub use builder::{
     Builder, HttpVersion, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_REDIRECTS, DEFAULT_READ_TIMEOUT,
 };
 pub use error::{BuildError, ClientError, ErrorSource};
+/// The rustls version this client is built with, for
+/// [`Builder::tls_config`] and [`Builder::add_root_certificate`].
+pub use rustls;
 pub use ssehub_core::codec::MessageEvent;
 pub use ssehub_core::reconnect::{CloseInfo, CloseReason, State};
+pub use tls::{RootCertificates, TlsErrorKind};
 
 use connection::Driver;
 use futures_core::{FusedStream, Stream};
@@ -240,8 +270,8 @@ impl fmt::Debug for EventSource {
 }
 
 impl EventSource {
-    /// Starts configuring a stream from `url` (an absolute `http://` URL,
-    /// checked by [`Builder::build`]).
+    /// Starts configuring a stream from `url` (an absolute `http://` or
+    /// `https://` URL, checked by [`Builder::build`]).
     pub fn builder(url: impl Into<String>) -> Builder {
         Builder::new(url)
     }
@@ -250,14 +280,15 @@ impl EventSource {
     ///
     /// # Errors
     ///
-    /// As [`Builder::build`]: the URL is not an absolute `http://` URL.
+    /// As [`Builder::build`]: the URL is not an absolute `http://` or
+    /// `https://` URL.
     pub fn new(url: impl Into<String>) -> Result<Self, BuildError> {
         Builder::new(url).build()
     }
 
-    pub(crate) fn from_builder(url: Uri, builder: Builder) -> Self {
+    pub(crate) fn from_builder(url: Uri, builder: Builder, tls: Arc<rustls::ClientConfig>) -> Self {
         let shared = Arc::new(Shared::default());
-        let driver = Driver::new(url, builder, Arc::clone(&shared));
+        let driver = Driver::new(url, builder, tls, Arc::clone(&shared));
         Self {
             shared,
             slot: Slot::Idle(Box::new(driver)),
@@ -350,9 +381,12 @@ mod tests {
             EventSource::new("ftp://h/x"),
             Err(BuildError::UnsupportedScheme(s)) if s == "ftp"
         ));
+        assert!(EventSource::new("https://h/x").is_ok());
         assert!(matches!(
-            EventSource::new("https://h/x"),
-            Err(BuildError::UnsupportedScheme(_))
+            EventSource::builder("https://h/x")
+                .add_root_certificates_pem("junk")
+                .build(),
+            Err(BuildError::Tls(_))
         ));
         assert!(matches!(
             EventSource::builder("http://h/x")
@@ -367,6 +401,27 @@ mod tests {
             Err(BuildError::InvalidHeader(_))
         ));
         assert!(EventSource::new("http://127.0.0.1:1/events?topic=a").is_ok());
+    }
+
+    /// The core's rule for ids a reconnect can send is exactly the `http`
+    /// crate's rule for header values.
+    #[test]
+    fn sendable_ids_agree_with_header_values() {
+        for b in 0u8..=255 {
+            let bytes = [b'7', b, b'x'];
+            let Ok(id) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            assert_eq!(
+                ssehub_core::reconnect::is_sendable_last_event_id(id),
+                http::HeaderValue::from_str(id).is_ok(),
+                "byte {b:#x}"
+            );
+        }
+        assert!(ssehub_core::reconnect::is_sendable_last_event_id(
+            "caf\u{e9}"
+        ));
+        assert!(http::HeaderValue::from_str("caf\u{e9}").is_ok());
     }
 
     #[test]

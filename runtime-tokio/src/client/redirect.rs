@@ -71,6 +71,11 @@ pub(crate) fn same_origin(a: &Uri, b: &Uri) -> bool {
         && effective_port(a) == effective_port(b)
 }
 
+/// Whether a redirect from `from` to `to` leaves TLS (`https` → `http`).
+pub(crate) fn is_downgrade(from: &Uri, to: &Uri) -> bool {
+    from.scheme() == Some(&Scheme::HTTPS) && to.scheme() != Some(&Scheme::HTTPS)
+}
+
 /// Removes the credentials a redirect to another origin must not carry
 /// (as browsers and curl do): `Authorization`, `Proxy-Authorization`,
 /// `Cookie`.
@@ -196,6 +201,15 @@ mod tests {
             &u("http://a.example/"),
             &u("http://b.example/")
         ));
+    }
+
+    #[test]
+    fn leaving_tls_is_a_downgrade() {
+        let u = |s: &str| s.parse::<Uri>().unwrap();
+        assert!(is_downgrade(&u("https://a/x"), &u("http://a/x")));
+        assert!(!is_downgrade(&u("http://a/x"), &u("https://a/x")));
+        assert!(!is_downgrade(&u("https://a/x"), &u("https://b/x")));
+        assert!(!is_downgrade(&u("http://a/x"), &u("http://b/x")));
     }
 
     #[test]

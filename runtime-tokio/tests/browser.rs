@@ -1,16 +1,26 @@
-//! The demo page in headless Chromium: its EventSource receives a
-//! published event, and after the server drops the connection (a kick) it
-//! reconnects with `Last-Event-ID` and receives what was published while
-//! it was away, by replay.
+//! The browser end, in headless Chromium against the real hub:
+//!
+//! - the demo page, on the native EventSource (`?client=native`): receives
+//!   a published event, and after a kick reconnects with `Last-Event-ID`
+//!   and receives by replay what was published while it was away;
+//! - the demo page on ssehub.js (its default): an event name typed into the
+//!   publish form is shown when it arrives, and a kick is survived;
+//! - ssehub.js itself, loaded from `GET /ssehub.js` into a page of the hub:
+//!   a 401 stops it without a retry; with a bearer header it connects and
+//!   receives; a fatal kick stops it and `reconnect()` resumes it with
+//!   `Last-Event-ID`; a 503 with `Retry-After` delays its reconnect; a
+//!   restart of the hub resumes it with `Last-Event-ID` (answered with a
+//!   reset by the new instance).
 //!
 //! Chromium is driven over the DevTools protocol on a pipe
 //! (`--remote-debugging-pipe`: JSON messages ended by NUL on fds 3 and 4),
-//! which needs no WebSocket client. The page records what it sees in
-//! `window.ssehubDemo`; the test evaluates promises in the page that
-//! resolve once the expected state is there.
+//! which needs no WebSocket client. Pages record what they see in
+//! `window.ssehubDemo` (the demo) or `window.t` (the ssehub.js harness);
+//! the test evaluates promises in the page that resolve once the expected
+//! state is there. One browser runs at a time (the tests take turns).
 //!
-//! Without Chromium the test is skipped, unless `CI` is set: then it fails.
-//! `SSEHUB_CHROMIUM` names another binary.
+//! Without Chromium the tests are skipped, unless `CI` is set: then they
+//! fail. `SSEHUB_CHROMIUM` names another binary.
 
 mod common;
 
@@ -203,7 +213,7 @@ impl Cdp {
                     let ok = false;
                     try {{ ok = Boolean({condition}); }} catch (_) {{}}
                     if (ok) return resolve(JSON.stringify({value}));
-                    if (Date.now() - started > 20000) return reject(new Error("timed out: {what}; page saw " + JSON.stringify(window.ssehubDemo)));
+                    if (Date.now() - started > 20000) return reject(new Error("timed out: {what}; page saw " + JSON.stringify(window.ssehubDemo || window.t)));
                     setTimeout(check, 25);
                 }};
                 check();
@@ -221,6 +231,21 @@ impl Cdp {
         serde_json::from_str(result["result"]["value"].as_str().unwrap()).unwrap()
     }
 
+    /// Evaluates `expression` (awaiting it if it is a promise) and returns
+    /// its value as JSON.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let params =
+            json!({ "expression": expression, "awaitPromise": true, "returnByValue": true });
+        let result = match self.try_call("Runtime.evaluate", params, true).await {
+            Ok(result) => result,
+            Err(error) => panic!("evaluating {expression}: {error}"),
+        };
+        if let Some(details) = result.get("exceptionDetails") {
+            panic!("evaluating {expression}: {details}");
+        }
+        result["result"]["value"].clone()
+    }
+
     async fn close(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
@@ -228,28 +253,118 @@ impl Cdp {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_page_receives_events_and_replays_after_a_reconnect() {
-    let Some(binary) = chromium() else {
+/// One Chromium at a time: the tests take turns.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The browser binary, or `None` (skip) outside CI.
+fn chromium_or_skip() -> Option<PathBuf> {
+    let binary = chromium();
+    if binary.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
             "chromium is required in CI (apt-get install -y chromium, or set SSEHUB_CHROMIUM)"
         );
         eprintln!("skipped: no chromium (install it, or set SSEHUB_CHROMIUM)");
+    }
+    binary
+}
+
+/// Chromium on `url` (a page of the hub), attached and loaded.
+async fn browse(binary: &PathBuf, url: &str) -> Cdp {
+    let mut browser = Cdp::launch(binary, "about:blank").await;
+    browser.attach_to_page().await;
+    browser.open(url).await;
+    browser
+}
+
+/// Loads ssehub.js from the hub into the page and defines
+/// `watch(name, url, options)`: a `SseHub` whose fetches, states, errors
+/// and events are recorded in `window.t[name]` (its instance in `.hub`).
+const HARNESS: &str = r#"(async () => {
+    const { SseHub } = await import("/ssehub.js");
+    window.t = {};
+    window.watch = (name, url, options = {}) => {
+        const rec = { fetches: 0, lastEventIds: [], states: [], opens: [], errors: [], events: [], closed: null };
+        const fetchCounted = (input, init) => {
+            rec.fetches += 1;
+            rec.lastEventIds.push(init.headers.get("last-event-id"));
+            return fetch(input, init);
+        };
+        const hub = new SseHub(url, { fetch: fetchCounted, ...options });
+        Object.defineProperty(rec, "hub", { value: hub, enumerable: false });
+        hub.addEventListener("statechange", (e) => {
+            rec.states.push(e.state);
+            if (e.state === "closed") rec.closed = e.info;
+        });
+        hub.addEventListener("open", () => rec.opens.push(performance.now()));
+        hub.addEventListener("error", (e) => rec.errors.push({
+            kind: e.kind, status: e.status, retryAfter: e.retryAfter, willRetry: e.willRetry,
+            delay: e.delay, at: performance.now(),
+        }));
+        for (const type of ["message", "welcome", "fatal", "reset", "shutdown"]) {
+            hub.addEventListener(type, (e) => rec.events.push({ type, data: e.data, id: e.lastEventId }));
+        }
+        window.t[name] = rec;
+        return true;
+    };
+    return typeof SseHub;
+})()"#;
+
+/// The `welcome` event's client id, once `t[name]` got it.
+async fn client_id_of(browser: &mut Cdp, name: &str) -> String {
+    let welcome = browser
+        .wait_for(
+            "the welcome event",
+            &format!("t.{name} && t.{name}.events.some(e => e.type === 'welcome')"),
+            &format!("t.{name}.events.filter(e => e.type === 'welcome').pop()"),
+        )
+        .await;
+    let data: Value = serde_json::from_str(welcome["data"].as_str().unwrap()).unwrap();
+    data["clientId"].as_str().unwrap().to_owned()
+}
+
+async fn kick(addr: std::net::SocketAddr, client_id: &str, fatal: bool) {
+    let auth = format!("Bearer {}", common::TOKEN);
+    let path = if fatal {
+        format!("/clients/{client_id}?fatal=true")
+    } else {
+        format!("/clients/{client_id}")
+    };
+    let (status, _, body) =
+        common::request(addr, "DELETE", &path, &[("Authorization", &auth)], "").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_page_on_native_event_source_replays_after_a_reconnect() {
+    let _turn = BROWSER.lock().await;
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     let mut config = common::config();
     // Long enough that the event published right after the kick is
-    // published while the browser is away.
+    // published while the browser is away (the native EventSource waits
+    // exactly this long).
     config.sse.retry = Some(Duration::from_secs(2));
     let server = common::start(config).await;
     let addr = server.local_addr();
     let hub = server.hub().clone();
 
     let run = async {
-        let mut browser = Cdp::launch(&binary, "about:blank").await;
-        browser.attach_to_page().await;
-        browser.open(&format!("http://{addr}/?topic=browser")).await;
+        let mut browser = browse(
+            &binary,
+            &format!("http://{addr}/?topic=browser&client=native"),
+        )
+        .await;
         let client_id = browser
             .wait_for(
                 "the welcome event",
@@ -258,6 +373,7 @@ async fn demo_page_receives_events_and_replays_after_a_reconnect() {
             )
             .await;
         let client_id = client_id.as_str().unwrap().to_owned();
+        assert_eq!(browser.eval("ssehubDemo.client").await, json!("native"));
 
         let (status, body) = common::publish(addr, r#"{"topic":"browser","data":"first"}"#).await;
         assert_eq!(status, 200, "{body}");
@@ -273,16 +389,7 @@ async fn demo_page_receives_events_and_replays_after_a_reconnect() {
 
         // The server drops the connection; what is published meanwhile
         // reaches nobody live...
-        let auth = format!("Bearer {}", common::TOKEN);
-        let (status, _, _) = common::request(
-            addr,
-            "DELETE",
-            &format!("/clients/{client_id}"),
-            &[("Authorization", &auth)],
-            "",
-        )
-        .await;
-        assert_eq!(status, 200);
+        kick(addr, &client_id, false).await;
         let missed = hub
             .publish("browser", &ssehub_core::codec::Event::new("missed"))
             .unwrap();
@@ -311,13 +418,10 @@ async fn demo_page_receives_events_and_replays_after_a_reconnect() {
         );
         assert_eq!(received[3]["id"], json!(missed.id.to_string()));
         assert_ne!(seen["clientId"], json!(client_id), "a new connection");
-        let states: Vec<&str> = seen["states"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap())
-            .collect();
-        assert_eq!(states, ["connecting", "open", "connecting", "open"]);
+        assert_eq!(
+            strings(&seen["states"]),
+            ["connecting", "open", "connecting", "open"]
+        );
         assert_eq!(hub.metrics().replay_hits, 1);
         assert_eq!(hub.metrics().replay_resets, 0);
         browser.close().await;
@@ -326,5 +430,355 @@ async fn demo_page_receives_events_and_replays_after_a_reconnect() {
         .await
         .expect("the browser test took over 90 s");
     let hub = server.hub().clone();
+    common::wait_until("the browser's client is gone", || hub.is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_page_on_ssehub_js_shows_named_events_and_survives_a_kick() {
+    let _turn = BROWSER.lock().await;
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let mut config = common::config();
+    config.sse.retry = Some(Duration::from_millis(500));
+    let server = common::start(config).await;
+    let addr = server.local_addr();
+    let hub = server.hub().clone();
+
+    let run = async {
+        let mut browser = browse(&binary, &format!("http://{addr}/?topic=demo")).await;
+        let client_id = browser
+            .wait_for(
+                "the welcome event",
+                "window.ssehubDemo && ssehubDemo.clientId && ssehubDemo.states.includes('open')",
+                "ssehubDemo.clientId",
+            )
+            .await;
+        let client_id = client_id.as_str().unwrap().to_owned();
+        assert_eq!(browser.eval("ssehubDemo.client").await, json!("ssehub"));
+
+        // A user types an event name into the publish form: the page shows
+        // that event when it arrives.
+        let form = format!(
+            r#"(() => {{
+                const $ = (id) => document.getElementById(id);
+                $("pub-event").value = "price";
+                $("pub-data").value = "42";
+                $("pub-token").value = "{token}";
+                $("publish").requestSubmit();
+                return true;
+            }})()"#,
+            token = common::TOKEN
+        );
+        browser.eval(&form).await;
+        let price = browser
+            .wait_for(
+                "the named event published from the form",
+                "ssehubDemo.received.some(e => e.kind === 'price')",
+                "ssehubDemo.received.find(e => e.kind === 'price')",
+            )
+            .await;
+        assert_eq!(price["data"], json!("42"));
+        let result = browser
+            .wait_for(
+                "the publish answer",
+                "document.getElementById('pub-result').textContent.startsWith('published')",
+                "document.getElementById('pub-result').textContent",
+            )
+            .await;
+        assert!(
+            result.as_str().unwrap().ends_with("to 1 client(s)"),
+            "{result}"
+        );
+
+        // A kick: ssehub.js reconnects with Last-Event-ID after its jittered
+        // backoff; the event is replayed or, if it was back already,
+        // delivered live. Either way once, after the reconnect.
+        kick(addr, &client_id, false).await;
+        let missed = hub
+            .publish("demo", &ssehub_core::codec::Event::new("missed"))
+            .unwrap();
+        let seen = browser
+            .wait_for(
+                "the missed event after the reconnect",
+                "ssehubDemo.received.some(e => e.data === 'missed')",
+                "ssehubDemo",
+            )
+            .await;
+        let kinds: Vec<&str> = seen["received"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["welcome", "price", "welcome", "message"], "{seen}");
+        assert_eq!(seen["received"][3]["id"], json!(missed.id.to_string()));
+        assert_eq!(
+            strings(&seen["states"]),
+            ["connecting", "open", "connecting", "open"]
+        );
+        assert_eq!(seen["errors"], json!([]), "a clean end is not an error");
+        // The reconnect sent the price event's id: a resume, not a reset.
+        assert_eq!(hub.metrics().replay_hits, 1);
+        assert_eq!(hub.metrics().replay_resets, 0);
+        browser.close().await;
+    };
+    tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser test took over 90 s");
+    let hub = server.hub().clone();
+    common::wait_until("the browser's client is gone", || hub.is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssehub_js_with_a_bearer_header_receives_stops_on_fatal_and_401_and_reconnects_on_demand() {
+    let _turn = BROWSER.lock().await;
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let mut config = common::config();
+    config.subscribe_token = Some("sub-token-42".to_owned());
+    let server = common::start(config).await;
+    let addr = server.local_addr();
+    let hub = server.hub().clone();
+
+    let run = async {
+        let mut browser = browse(&binary, &format!("http://{addr}/healthz")).await;
+        assert_eq!(browser.eval(HARNESS).await, json!("function"));
+
+        // Without the token: 401, fatal, no retry.
+        browser
+            .eval(r#"watch("anon", "/events?topic=private", { baseDelay: 10 })"#)
+            .await;
+        let anon = browser
+            .wait_for("the 401 stop", "t.anon.closed", "t.anon")
+            .await;
+        assert_eq!(
+            anon["closed"],
+            json!({"reason": "http-status", "status": 401, "isLocal": false, "fatal": true})
+        );
+        assert_eq!(anon["errors"].as_array().unwrap().len(), 1, "{anon}");
+        assert_eq!(anon["errors"][0]["kind"], json!("fatal-status"));
+        assert_eq!(anon["errors"][0]["willRetry"], json!(false));
+        assert_eq!(anon["fetches"], json!(1));
+
+        // With it, as a header: open, events.
+        browser
+            .eval(r#"watch("auth", "/events?topic=private", { headers: { Authorization: "Bearer sub-token-42" }, baseDelay: 10 })"#)
+            .await;
+        let client_id = client_id_of(&mut browser, "auth").await;
+        for data in ["one", "two"] {
+            let (status, body) =
+                common::publish(addr, &format!(r#"{{"topic":"private","data":"{data}"}}"#)).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let auth = browser
+            .wait_for(
+                "two events",
+                "t.auth.events.filter(e => e.type === 'message').length === 2",
+                "t.auth",
+            )
+            .await;
+        let two_id = auth["events"][2]["id"].as_str().unwrap().to_owned();
+        assert_eq!(auth["events"][2]["data"], json!("two"));
+
+        // A fatal kick: the fatal event, a fatal-event error, closed.
+        kick(addr, &client_id, true).await;
+        let auth = browser
+            .wait_for("the fatal stop", "t.auth.closed", "t.auth")
+            .await;
+        assert_eq!(
+            auth["closed"],
+            json!({"reason": "fatal-event", "status": null, "isLocal": false, "fatal": true})
+        );
+        assert_eq!(auth["events"][3]["type"], json!("fatal"));
+        assert_eq!(auth["events"][3]["data"], json!(r#"{"reason":"kicked"}"#));
+        assert_eq!(auth["errors"][0]["kind"], json!("fatal-event"));
+        assert_eq!(strings(&auth["states"]), ["connecting", "open", "closed"]);
+        common::wait_until("the kicked client is gone", || hub.is_empty()).await;
+
+        // Neither retried meanwhile; the retry button resumes the stopped
+        // one with Last-Event-ID.
+        assert_eq!(
+            browser.eval("[t.anon.fetches, t.auth.fetches]").await,
+            json!([1, 1])
+        );
+        assert_eq!(browser.eval("t.auth.hub.reconnect()").await, json!(true));
+        let auth = browser
+            .wait_for(
+                "the manual reconnect",
+                "t.auth.opens.length === 2",
+                "t.auth",
+            )
+            .await;
+        assert_eq!(auth["lastEventIds"], json!([null, two_id]));
+        let (status, body) = common::publish(addr, r#"{"topic":"private","data":"three"}"#).await;
+        assert_eq!(status, 200, "{body}");
+        browser
+            .wait_for(
+                "an event after the manual reconnect",
+                "t.auth.events.some(e => e.data === 'three')",
+                "t.auth",
+            )
+            .await;
+        assert_eq!(hub.metrics().replay_hits, 1, "the reconnect resumed");
+        assert_eq!(browser.eval("t.anon.fetches").await, json!(1));
+        browser.eval("t.auth.hub.close()").await;
+        browser.close().await;
+    };
+    tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser test took over 90 s");
+    let hub = server.hub().clone();
+    common::wait_until("the browser's client is gone", || hub.is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssehub_js_waits_out_a_503_retry_after() {
+    let _turn = BROWSER.lock().await;
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let mut config = common::config();
+    config.hub.max_clients = 1;
+    config.sse.busy_retry_after = Duration::from_secs(2);
+    let server = common::start(config).await;
+    let addr = server.local_addr();
+    let hub = server.hub().clone();
+
+    let run = async {
+        let mut browser = browse(&binary, &format!("http://{addr}/healthz")).await;
+        assert_eq!(browser.eval(HARNESS).await, json!("function"));
+        // The hub's only slot is taken.
+        let (holder, _) = common::subscribe(addr, "/events?topic=busy", "").await;
+
+        // Without Retry-After this page would retry within 50 ms.
+        browser
+            .eval(r#"watch("busy", "/events?topic=busy", { baseDelay: 10, maxDelay: 50 })"#)
+            .await;
+        let busy = browser
+            .wait_for("the 503", "t.busy.errors.length >= 1", "t.busy")
+            .await;
+        let error = &busy["errors"][0];
+        assert_eq!(error["kind"], json!("status"));
+        assert_eq!(error["status"], json!(503));
+        assert_eq!(error["retryAfter"], json!(2000));
+        assert_eq!(error["willRetry"], json!(true));
+        assert!(error["delay"].as_f64().unwrap() >= 2000.0, "{error}");
+
+        drop(holder);
+        common::wait_until("the slot is free", || hub.is_empty()).await;
+        let busy = browser
+            .wait_for(
+                "the open after the wait",
+                "t.busy.opens.length === 1",
+                "t.busy",
+            )
+            .await;
+        let waited = busy["opens"][0].as_f64().unwrap() - error["at"].as_f64().unwrap();
+        assert!(waited >= 1999.0, "reconnected {waited} ms after the 503");
+        // Every refusal (one, unless this machine took over 2 s to free the
+        // slot) was waited out the same way.
+        for refusal in busy["errors"].as_array().unwrap() {
+            assert_eq!(refusal["status"], json!(503), "{busy}");
+            assert!(refusal["delay"].as_f64().unwrap() >= 2000.0, "{busy}");
+        }
+        assert_eq!(
+            busy["fetches"].as_u64().unwrap(),
+            busy["errors"].as_array().unwrap().len() as u64 + 1
+        );
+        browser.eval("t.busy.hub.close()").await;
+        browser.close().await;
+    };
+    tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser test took over 90 s");
+    let hub = server.hub().clone();
+    common::wait_until("the browser's client is gone", || hub.is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssehub_js_resumes_with_last_event_id_after_a_hub_restart() {
+    let _turn = BROWSER.lock().await;
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let instance = |epoch: u64| {
+        let mut config = common::config();
+        config.hub.epoch = epoch;
+        config.hub.shutdown_retry_window = (Duration::from_millis(50), Duration::from_millis(100));
+        config.drain_timeout = Duration::from_secs(2);
+        config
+    };
+    let first = common::start(instance(1)).await;
+    let addr = first.local_addr();
+
+    let run = async {
+        let mut browser = browse(&binary, &format!("http://{addr}/healthz")).await;
+        assert_eq!(browser.eval(HARNESS).await, json!("function"));
+        browser
+            .eval(r#"watch("r", "/events?topic=restart", { baseDelay: 50, maxDelay: 200 })"#)
+            .await;
+        client_id_of(&mut browser, "r").await;
+        let (status, body) = common::publish(addr, r#"{"topic":"restart","data":"before"}"#).await;
+        assert_eq!(status, 200, "{body}");
+        let before = browser
+            .wait_for(
+                "the event before the restart",
+                "t.r.events.some(e => e.data === 'before')",
+                "t.r.events.find(e => e.data === 'before')",
+            )
+            .await;
+        assert_eq!(before["id"], json!("1-1"));
+
+        // The hub restarts on the same address as a new instance.
+        let summary = first.shutdown().await;
+        assert_eq!(summary.streams_closed, 1);
+        let mut config = instance(2);
+        config.addr = addr;
+        let second = common::start(config).await;
+
+        let r = browser
+            .wait_for(
+                "the reset from the new instance",
+                "t.r.events.some(e => e.type === 'reset')",
+                "t.r",
+            )
+            .await;
+        // The reconnect that reached the new instance sent the last id.
+        assert_eq!(
+            r["lastEventIds"].as_array().unwrap().last().unwrap(),
+            "1-1",
+            "{r}"
+        );
+        assert!(
+            r["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["type"] == "shutdown"),
+            "{r}"
+        );
+        assert_eq!(second.hub().metrics().replay_resets, 1);
+        assert!(r["closed"].is_null(), "{r}");
+
+        let (status, body) = common::publish(addr, r#"{"topic":"restart","data":"after"}"#).await;
+        assert_eq!(status, 200, "{body}");
+        let after = browser
+            .wait_for(
+                "an event from the new instance",
+                "t.r.events.some(e => e.data === 'after')",
+                "t.r.events.find(e => e.data === 'after')",
+            )
+            .await;
+        assert!(after["id"].as_str().unwrap().starts_with("2-"), "{after}");
+        browser.eval("t.r.hub.close()").await;
+        browser.close().await;
+        second
+    };
+    let second = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser test took over 90 s");
+    let hub = second.hub().clone();
     common::wait_until("the browser's client is gone", || hub.is_empty()).await;
 }

@@ -7,6 +7,7 @@
 //! | `routes` | the HTTP routes (`/events`, `/publish`, `/clients/{id}…`, `/metrics`, `/healthz`, `/`) |
 //! | `metrics` | Prometheus text |
 //! | `demo.html` | the demo page served at `/` |
+//! | `script` | `GET /ssehub.js`, the browser client (`runtime-tokio/js/ssehub.js`) |
 //!
 //! ```no_run
 //! use ssehub_tokio::server::{Server, ServerConfig};
@@ -26,6 +27,7 @@
 pub mod config;
 mod metrics;
 mod routes;
+mod script;
 
 pub use config::{Args, ConfigError, ServerConfig, TokenSource};
 

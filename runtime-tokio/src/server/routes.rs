@@ -9,6 +9,7 @@
 //! | `GET /metrics` | Prometheus text | |
 //! | `GET /healthz` | `{"status": "ok"}` | |
 //! | `GET /` | the demo page | |
+//! | `GET /ssehub.js` | the browser client, with an `ETag` (304 on `If-None-Match`) | |
 //!
 //! `data` may be any JSON value: a string is sent as is, anything else as
 //! its compact JSON text.
@@ -103,6 +104,8 @@ impl App {
         let response = match (segments.as_slice(), &method) {
             (["events"], _) => self.endpoint.handle(&request.into_parts().0, &conn),
             ([""], &Method::GET) => self.demo(),
+            (["ssehub.js"], &Method::GET) => super::script::response(request.headers()),
+            (["ssehub.js"], _) => method_not_allowed("GET"),
             (["healthz"], &Method::GET) => {
                 json(StatusCode::OK, serde_json::json!({"status": "ok"}))
             }

@@ -33,6 +33,19 @@ pub struct HubConfig {
     pub max_clients_per_peer: usize,
     /// Most topics the hub keeps at once (with subscribers or retained events).
     pub max_topics: usize,
+    /// Most topics one client (one connection) may create by subscribing,
+    /// over its lifetime: topics that did not exist when it asked for
+    /// them. 0: subscribers create no topics, only publishers do.
+    pub max_created_topics_per_client: usize,
+    /// Most topics that clients sharing one peer tag may have created by
+    /// subscribing and that still exist. Creating topics is what fills the
+    /// table, so this, not the per-peer client limit, is what bounds how
+    /// much of it one address can take.
+    pub max_created_topics_per_peer: usize,
+    /// Hub-wide bound of the bytes all replay rings retain together. Past
+    /// it, the oldest retained events are evicted first (with their gap
+    /// recorded, so a client that needed them gets a reset).
+    pub replay_max_total_bytes: usize,
     /// Bound of a client's queue in frames.
     pub queue_max_frames: usize,
     /// Bound of a client's queue in bytes.
@@ -72,6 +85,9 @@ impl Default for HubConfig {
             max_topics_per_client: 64,
             max_clients_per_peer: 10_000,
             max_topics: 100_000,
+            max_created_topics_per_client: 16,
+            max_created_topics_per_peer: 1_000,
+            replay_max_total_bytes: 256 << 20,
             queue_max_frames: 1024,
             queue_max_bytes: 4 << 20,
             max_event_bytes: 1 << 20,
@@ -133,6 +149,7 @@ impl HubConfig {
             ("queue_max_frames", self.queue_max_frames),
             ("queue_max_bytes", self.queue_max_bytes),
             ("max_event_bytes", self.max_event_bytes),
+            ("replay_max_total_bytes", self.replay_max_total_bytes),
         ];
         if let Some((field, _)) = counts.iter().find(|(_, n)| *n == 0) {
             return Err(ConfigError::Zero(field));

@@ -96,6 +96,12 @@ pub enum ActivateError {
         /// The configured limit.
         limit: usize,
     },
+    /// The client (or its peer) may not create that many new topics:
+    /// `max_created_topics_per_client` or `max_created_topics_per_peer`.
+    TopicBudget {
+        /// The limit that stopped it.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for ActivateError {
@@ -105,6 +111,12 @@ impl fmt::Display for ActivateError {
                 write!(f, "client closed ({reason}) before activation")
             }
             Self::TooManyTopics { limit } => write!(f, "hub topic limit of {limit} reached"),
+            Self::TopicBudget { limit } => {
+                write!(
+                    f,
+                    "budget of {limit} new topics created by subscribing spent"
+                )
+            }
         }
     }
 }
@@ -129,6 +141,12 @@ pub enum SubscribeError {
         /// The configured limit.
         limit: usize,
     },
+    /// The client (or its peer) may not create another topic:
+    /// `max_created_topics_per_client` or `max_created_topics_per_peer`.
+    TopicBudget {
+        /// The limit that stopped it.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for SubscribeError {
@@ -140,6 +158,12 @@ impl fmt::Display for SubscribeError {
                 write!(f, "client already has {limit} topics")
             }
             Self::TooManyTopics { limit } => write!(f, "hub topic limit of {limit} reached"),
+            Self::TopicBudget { limit } => {
+                write!(
+                    f,
+                    "budget of {limit} new topics created by subscribing spent"
+                )
+            }
         }
     }
 }

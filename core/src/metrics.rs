@@ -18,6 +18,8 @@ pub(crate) struct Metrics {
     pub(crate) queue_high_water: Counter,
     pub(crate) heartbeats: Counter,
     pub(crate) events_expired: Counter,
+    pub(crate) events_evicted: Counter,
+    pub(crate) topics_evicted: Counter,
 }
 
 impl Metrics {
@@ -57,6 +59,14 @@ pub struct MetricsSnapshot {
     pub heartbeats: u64,
     /// Retained events expired by age since start.
     pub events_expired: u64,
+    /// Retained events evicted to keep all rings within
+    /// `replay_max_total_bytes`.
+    pub events_evicted: u64,
+    /// Subscriber-less topics evicted to make room in a full table for a
+    /// publish to a new topic.
+    pub topics_evicted: u64,
+    /// Bytes all replay rings retain now.
+    pub retained_bytes: u64,
 }
 
 impl MetricsSnapshot {
@@ -82,6 +92,9 @@ impl Metrics {
             queue_high_water: self.queue_high_water.get(),
             heartbeats: self.heartbeats.get(),
             events_expired: self.events_expired.get(),
+            events_evicted: self.events_evicted.get(),
+            topics_evicted: self.topics_evicted.get(),
+            retained_bytes: 0,
             clients_reserved: 0,
             clients_close_pending: 0,
             clients_active: 0,

@@ -9,7 +9,9 @@
 //! Invariants:
 //! - events are in strictly increasing `seq` order (they are pushed under the
 //!   topic lock in the order their `seq` was taken);
-//! - `evicted_newest` is at least every evicted event's `seq`.
+//! - `evicted_newest` is at least every evicted event's `seq`;
+//! - `bytes` is the sum of the retained frames' lengths (the hub adds the
+//!   change of every ring operation to its hub-wide total).
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -26,6 +28,7 @@ pub(crate) struct ReplayRing {
     events: VecDeque<Retained>,
     capacity: usize,
     evicted_newest: u64,
+    bytes: usize,
 }
 
 impl ReplayRing {
@@ -34,27 +37,46 @@ impl ReplayRing {
             events: VecDeque::new(),
             capacity,
             evicted_newest,
+            bytes: 0,
         }
     }
 
     /// Retains an event, evicting the oldest beyond capacity.
     pub(crate) fn push(&mut self, seq: u64, frame: Bytes, at: u64) {
+        self.bytes += frame.len();
         self.events.push_back(Retained { seq, frame, at });
         while self.events.len() > self.capacity {
-            if let Some(old) = self.events.pop_front() {
-                self.evicted_newest = self.evicted_newest.max(old.seq);
-            }
+            self.evict_oldest();
         }
+    }
+
+    /// Evicts the oldest event, recording it as lost; `false` if empty.
+    pub(crate) fn evict_oldest(&mut self) -> bool {
+        match self.events.pop_front() {
+            Some(old) => {
+                self.evicted_newest = self.evicted_newest.max(old.seq);
+                self.bytes -= old.frame.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evicts everything, recording it as lost.
+    pub(crate) fn clear(&mut self) {
+        while self.evict_oldest() {}
+    }
+
+    /// Bytes of the frames retained.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Drops events retained at or before `cutoff`; returns how many.
     pub(crate) fn expire(&mut self, cutoff: u64) -> usize {
         let mut n = 0;
-        while self.events.front().is_some_and(|e| e.at <= cutoff) {
-            if let Some(old) = self.events.pop_front() {
-                self.evicted_newest = self.evicted_newest.max(old.seq);
-                n += 1;
-            }
+        while self.events.front().is_some_and(|e| e.at <= cutoff) && self.evict_oldest() {
+            n += 1;
         }
         n
     }
@@ -68,6 +90,11 @@ impl ReplayRing {
     pub(crate) fn after(&self, last: u64) -> impl Iterator<Item = &Retained> {
         let start = self.events.partition_point(|e| e.seq <= last);
         self.events.range(start..)
+    }
+
+    /// The `seq` of the oldest retained event.
+    pub(crate) fn oldest_seq(&self) -> Option<u64> {
+        self.events.front().map(|e| e.seq)
     }
 
     pub(crate) fn oldest_at(&self) -> Option<u64> {

@@ -143,6 +143,11 @@ impl Counter {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Subtracts `n` (which an earlier `add` must cover).
+    pub fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Raises the value to `n` if it is lower.
     pub fn max(&self, n: u64) {
         self.0.fetch_max(n, std::sync::atomic::Ordering::Relaxed);

@@ -60,6 +60,9 @@ pub fn validate_topic(name: &str) -> Result<(), TopicError> {
 
 pub(crate) struct Topic {
     pub(crate) name: SharedStr,
+    /// The peer tag of the client whose subscription created the topic,
+    /// charged against `max_created_topics_per_peer` while it exists.
+    pub(crate) creator: Option<SharedStr>,
     pub(crate) state: Mutex<TopicState>,
 }
 
@@ -79,9 +82,15 @@ pub(crate) struct TopicState {
 }
 
 impl Topic {
-    pub(crate) fn new(name: SharedStr, capacity: usize, evicted_newest: u64) -> Self {
+    pub(crate) fn new(
+        name: SharedStr,
+        capacity: usize,
+        evicted_newest: u64,
+        creator: Option<SharedStr>,
+    ) -> Self {
         Self {
             name,
+            creator,
             state: Mutex::new(TopicState {
                 subs: Vec::new(),
                 pos: HashMap::default(),
@@ -156,9 +165,19 @@ impl TopicMap {
 
     /// Creates the topic `name` (which must be missing), its ring starting
     /// from whatever a dropped topic of that name had evicted.
-    pub(crate) fn create(&mut self, name: &SharedStr, capacity: usize) -> Arc<Topic> {
+    pub(crate) fn create(
+        &mut self,
+        name: &SharedStr,
+        capacity: usize,
+        creator: Option<SharedStr>,
+    ) -> Arc<Topic> {
         let evicted = self.gaps.remove(name).unwrap_or(0).max(self.floor);
-        let topic = Arc::new(Topic::new(SharedStr::clone(name), capacity, evicted));
+        let topic = Arc::new(Topic::new(
+            SharedStr::clone(name),
+            capacity,
+            evicted,
+            creator,
+        ));
         self.map.insert(SharedStr::clone(name), Arc::clone(&topic));
         topic
     }
@@ -223,7 +242,7 @@ mod tests {
     }
 
     fn retire_with(map: &mut TopicMap, name: &str, evicted: u64) {
-        let topic = map.create(&SharedStr::from(name), 4);
+        let topic = map.create(&SharedStr::from(name), 4, None);
         topic.state.lock().dead = true;
         map.retire(&topic, evicted);
         map.trim();
@@ -235,9 +254,9 @@ mod tests {
         retire_with(&mut map, "other", 9);
         assert_eq!(map.gap("other"), 9);
         assert_eq!(map.gap("news"), 0, "another name's loss must not leak");
-        let news = map.create(&SharedStr::from("news"), 4);
+        let news = map.create(&SharedStr::from("news"), 4, None);
         assert!(!news.state.lock().ring.has_gap_after(1));
-        let other = map.create(&SharedStr::from("other"), 4);
+        let other = map.create(&SharedStr::from("other"), 4, None);
         assert!(other.state.lock().ring.has_gap_after(8));
         assert!(!other.state.lock().ring.has_gap_after(9));
     }

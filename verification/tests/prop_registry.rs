@@ -423,6 +423,12 @@ impl Model {
                 }
             }
         }
+        self.trim_gaps();
+    }
+
+    /// The gap memory holds at most `max_topics` names; a batch that
+    /// overflows it folds the older half into `floor`.
+    fn trim_gaps(&mut self) {
         if self.gaps.len() > self.config.max_topics.max(1) {
             let mut marks: Vec<u64> = self.gaps.values().copied().collect();
             marks.sort_unstable();
@@ -708,6 +714,27 @@ impl Model {
             return Err(PublishError::Encode(EncodeError::TooLarge { size, limit }));
         }
         let name = topic.name();
+        if !self.topics.contains_key(name) && self.topics.len() >= self.config.max_topics {
+            // A full table: the subscriber-less topic with the oldest
+            // retained event makes room, its events recorded as lost.
+            let victim = self
+                .topics
+                .iter()
+                .filter(|(n, t)| !t.ring.is_empty() && self.subscribers(n).next().is_none())
+                .min_by_key(|(_, t)| t.ring.front().map(|(seq, _, _)| *seq))
+                .map(|(n, _)| *n);
+            if let Some(victim) = victim {
+                let mut gone = self.topics.remove(victim).unwrap();
+                while let Some((seq, _, _)) = gone.ring.pop_front() {
+                    gone.evicted_newest = gone.evicted_newest.max(seq);
+                }
+                if gone.evicted_newest > self.floor {
+                    let gap = self.gaps.entry(victim).or_insert(0);
+                    *gap = (*gap).max(gone.evicted_newest);
+                }
+                self.trim_gaps();
+            }
+        }
         self.create_topics(&[name])
             .map_err(|limit| PublishError::TooManyTopics { limit })?;
         self.seq += 1;
@@ -1323,6 +1350,7 @@ fn timed_config() -> HubConfig {
         reset_event: "reset".to_owned(),
         shutdown_retry_window: (Duration::from_secs(1), Duration::from_secs(10)),
         timer_resolution: Duration::from_nanos(1),
+        ..HubConfig::default()
     }
 }
 

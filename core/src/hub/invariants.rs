@@ -80,8 +80,14 @@ impl Hub {
         if reg.deadlines.len() > active {
             return fail("I5", "more deadlines than active clients".to_owned());
         }
+        let mut retained = 0u64;
+        let mut charged: HashMap<SharedStr, usize> = HashMap::new();
         for (name, topic) in &map.map {
             let state = topic.state.lock();
+            retained += state.ring.bytes() as u64;
+            if let Some(peer) = &topic.creator {
+                *charged.entry(SharedStr::clone(peer)).or_default() += 1;
+            }
             if state.dead {
                 return fail("I5", format!("dead topic {name:?} still in the map"));
             }
@@ -99,6 +105,21 @@ impl Hub {
                     return fail("I2", format!("topic {name:?} indexes {} wrongly", sub.id));
                 }
             }
+        }
+        if retained != shared.retained_bytes.get() {
+            return fail(
+                "H1",
+                format!(
+                    "rings retain {retained} bytes, the hub-wide total says {}",
+                    shared.retained_bytes.get()
+                ),
+            );
+        }
+        if charged != *shared.peer_topics.lock() {
+            return fail(
+                "H2",
+                "topics charged to peers disagree with their creators".to_owned(),
+            );
         }
         Ok(())
     }

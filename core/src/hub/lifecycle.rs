@@ -12,6 +12,7 @@
 //!   closed in one step under the queue's lock, so nothing can follow it.
 
 use super::slots::{Entry, Registry, SlotState};
+use super::subscriptions::{Budget, Refusal};
 use super::Hub;
 use crate::codec::{EncodeError, Event};
 use crate::error::{ActivateError, ReserveError};
@@ -257,6 +258,7 @@ impl Hub {
             names,
             joined: Vec::new(),
             last_event_id: opts.last_event_id,
+            created: 0,
         });
         // `vacant_key() <= u32::MAX` was checked above under the same lock.
         let id = ClientId::new(index as u32, generation);
@@ -288,12 +290,19 @@ impl Hub {
             }
             SlotState::Reserved => {}
         }
-        let topics = match self.topics_for(&entry.names) {
-            Ok(topics) => topics,
-            Err(limit) => {
+        let budget = Budget {
+            spent: entry.created,
+            peer: entry.peer.as_ref(),
+        };
+        let (topics, created) = match self.topics_for(&entry.names, budget) {
+            Ok(found) => found,
+            Err(refusal) => {
                 let entry = reg.free(id.index());
                 self.close_queue(&entry.queue, CloseReason::Kicked, None);
-                return Err(ActivateError::TooManyTopics { limit });
+                return Err(match refusal {
+                    Refusal::Table(limit) => ActivateError::TooManyTopics { limit },
+                    Refusal::Budget(limit) => ActivateError::TopicBudget { limit },
+                });
             }
         };
         let now = self.push_time();
@@ -302,6 +311,7 @@ impl Hub {
                 CloseReason::ClientGone,
             ));
         };
+        entry.created += created;
         // All of the client's topics, locked in name order: the replay cut
         // and the live subscription meet at one point (I8). One topic (the
         // common case) needs no vector of guards.

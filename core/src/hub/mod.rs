@@ -33,7 +33,7 @@
 //!
 //! # Lock order
 //!
-//! `registry` → `topics` (map) → `sequencer` → a topic's state (several
+//! `registry` → `sequencer` → `topics` (map) → a topic's state (several
 //! only in name order) → a queue. The `expiry` set is a leaf. No path takes
 //! a lock to the left of one it holds. `publish` takes no registry lock
 //! while it holds the sequencer; it closes slow consumers after releasing
@@ -104,6 +104,11 @@ struct Shared {
     topics: RwLock<TopicMap>,
     /// `(bucket, topic)` for every topic whose ring has events that expire.
     expiry: Mutex<BTreeSet<(u64, crate::sync::SharedStr)>>,
+    /// Bytes retained by all replay rings together.
+    retained_bytes: Counter,
+    /// Per peer tag: topics its clients created by subscribing that still
+    /// exist. A leaf lock.
+    peer_topics: Mutex<HashMap<crate::sync::SharedStr, usize>>,
     metrics: Metrics,
     resolution: u64,
 }
@@ -196,6 +201,8 @@ impl Hub {
                 }),
                 topics: RwLock::new(TopicMap::new(config.max_topics)),
                 expiry: Mutex::new(BTreeSet::new()),
+                retained_bytes: Counter::default(),
+                peer_topics: Mutex::new(HashMap::new()),
                 metrics: Metrics::default(),
                 resolution,
                 nanos,
@@ -270,7 +277,23 @@ impl Hub {
             snapshot.clients_reserved = (reg.slots.len() - reg.active) as u64;
         }
         snapshot.topics = self.topic_count() as u64;
+        snapshot.retained_bytes = self.retained_bytes();
         snapshot
+    }
+
+    /// Bytes all replay rings retain together (bounded by
+    /// `replay_max_total_bytes`, give or take the event being published).
+    pub fn retained_bytes(&self) -> u64 {
+        self.shared.retained_bytes.get()
+    }
+
+    /// Applies the change of one ring operation to the hub-wide total.
+    fn account_retained(&self, before: usize, after: usize) {
+        if after > before {
+            self.shared.retained_bytes.add((after - before) as u64);
+        } else {
+            self.shared.retained_bytes.sub((before - after) as u64);
+        }
     }
 
     pub(crate) fn metrics_counters(&self) -> &Metrics {

@@ -32,9 +32,11 @@ use crate::error::{PublishError, SendError};
 use crate::queue::Push;
 use crate::reason::CloseReason;
 use crate::sync::{Arc, Ordering, SharedStr};
-use crate::topics::{validate_topic, Topic, TopicState};
+use crate::topics::{validate_topic, Topic, TopicMap, TopicState};
 use crate::{ClientId, EventId};
 use bytes::{Bytes, BytesMut};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// What a publish did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +102,7 @@ impl Hub {
             self.place(topic, &body, now, &mut slow)?
         };
         shared.metrics.events_published.add(1);
+        self.enforce_replay_budget();
         if let Some((topic, expiry, unused)) = placed.topic {
             if let Some(bucket) = expiry {
                 shared
@@ -150,7 +153,9 @@ impl Hub {
                         Push::Closed(_) => {}
                     }
                 }
+                let before = state.ring.bytes();
                 state.ring.push(seq, frame, now);
+                self.account_retained(before, state.ring.bytes());
                 let expiry = self.file_for_expiry(&mut state);
                 let unused = state.is_unused();
                 drop(state);
@@ -175,16 +180,17 @@ impl Hub {
                 continue;
             }
             let limit = shared.config.max_topics;
-            if map.map.len() >= limit {
+            if map.map.len() >= limit && !self.evict_for_room(&mut map) {
                 return Err(PublishError::TooManyTopics { limit });
             }
             // Created with its first event in place, under the map's write
             // lock: nobody sees the topic empty (I5).
             let seq = self.next_seq();
             let frame = self.frame_with_id(seq, body);
-            let topic = map.create(&SharedStr::from(name), capacity);
+            let topic = map.create(&SharedStr::from(name), capacity, None);
             let mut state = topic.state.lock();
             state.ring.push(seq, frame, now);
+            self.account_retained(0, state.ring.bytes());
             let expiry = self.file_for_expiry(&mut state);
             drop(state);
             drop(map);
@@ -194,6 +200,87 @@ impl Hub {
                 topic: Some((topic, expiry, false)),
             });
         }
+    }
+
+    /// Makes room in a full topic table for a publish to a new topic: of a
+    /// sample of topics, the one without subscribers whose oldest retained
+    /// event is the oldest is evicted, its events recorded as lost (a
+    /// client resuming on it gets a reset). Topics with subscribers are
+    /// never evicted. `false` if the sample had none to evict. Called with
+    /// the sequencer and the map's write lock held; the sample bounds the
+    /// time spent under them.
+    fn evict_for_room(&self, map: &mut TopicMap) -> bool {
+        const SAMPLE: usize = 64;
+        // Start the sample somewhere else each time, so that a run of
+        // topics with subscribers cannot hide the evictable ones for good.
+        let start = (self.shared.seq.load(Ordering::Acquire) as usize) % map.map.len().max(1);
+        let victim = map
+            .map
+            .values()
+            .cycle()
+            .skip(start)
+            .take(SAMPLE.min(map.map.len()))
+            .filter_map(|topic| {
+                let state = topic.state.lock();
+                let oldest = state.ring.oldest_seq()?;
+                (state.subs.is_empty() && !state.dead).then(|| (oldest, Arc::clone(topic)))
+            })
+            .min_by_key(|(oldest, _)| *oldest);
+        let Some((_, topic)) = victim else {
+            return false;
+        };
+        let mut state = topic.state.lock();
+        let before = state.ring.bytes();
+        state.ring.clear();
+        self.account_retained(before, 0);
+        state.dead = true;
+        let evicted = state.ring.evicted_newest();
+        drop(state);
+        map.retire(&topic, evicted);
+        map.trim();
+        self.uncharge_creator(&topic);
+        self.shared.metrics.topics_evicted.add(1);
+        true
+    }
+
+    /// Brings the replay rings back under `replay_max_total_bytes` (to 7/8
+    /// of it, so that a hub at the bound does not pay this on every
+    /// publish): evicts the oldest retained events hub-wide first, across
+    /// topics, each recorded as lost. Topics left with neither subscribers
+    /// nor events are dropped (I5) before the registry lock, held
+    /// throughout, is released.
+    fn enforce_replay_budget(&self) {
+        let shared = &*self.shared;
+        let budget = shared.config.replay_max_total_bytes as u64;
+        if shared.retained_bytes.get() <= budget {
+            return;
+        }
+        let target = budget - budget / 8;
+        let _reg = shared.registry.lock();
+        let topics: Vec<Arc<Topic>> = shared.topics.read().map.values().cloned().collect();
+        let mut heap: BinaryHeap<Reverse<(u64, usize)>> = topics
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.state.lock().ring.oldest_seq().map(|s| Reverse((s, i))))
+            .collect();
+        let mut unused = Vec::new();
+        while shared.retained_bytes.get() > target {
+            let Some(Reverse((_, i))) = heap.pop() else {
+                break;
+            };
+            let topic = &topics[i];
+            let mut state = topic.state.lock();
+            let before = state.ring.bytes();
+            state.ring.evict_oldest();
+            self.account_retained(before, state.ring.bytes());
+            shared.metrics.events_evicted.add(1);
+            match state.ring.oldest_seq() {
+                Some(next) => heap.push(Reverse((next, i))),
+                None if state.is_unused() => unused.push(Arc::clone(topic)),
+                None => {}
+            }
+        }
+        self.drop_unused(&unused);
     }
 
     /// The next sequence number. Called with the sequencer held, so the

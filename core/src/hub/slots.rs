@@ -36,6 +36,8 @@ pub(super) struct Entry {
     /// Once active: the topics of `names`, in the same order.
     pub(super) joined: Vec<Arc<Topic>>,
     pub(super) last_event_id: Option<String>,
+    /// Topics this client has created by subscribing (its budget spent).
+    pub(super) created: usize,
 }
 
 impl Entry {

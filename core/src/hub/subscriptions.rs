@@ -8,7 +8,12 @@
 //!   dropped before the registry lock is released, by whoever left it so.
 //!   The one path that can leave a topic unused without the registry lock,
 //!   `publish`, never creates a topic it would leave unused (see
-//!   `publish`), so the checker never sees a stray empty topic.
+//!   `publish`), so the checker never sees a stray empty topic;
+//! - **topic budget** (hardening): a client creates at most
+//!   `max_created_topics_per_client` topics by subscribing over its life,
+//!   and the clients of one peer tag at most `max_created_topics_per_peer`
+//!   that still exist; subscribing to topics that exist is never limited
+//!   by either, nor by a full table.
 
 use super::slots::SlotState;
 use super::Hub;
@@ -16,6 +21,22 @@ use crate::error::SubscribeError;
 use crate::sync::{Arc, SharedStr};
 use crate::topics::{validate_topic, Topic};
 use crate::ClientId;
+
+/// Why topics could not be found or created for a client.
+pub(super) enum Refusal {
+    /// `max_topics` would be exceeded.
+    Table(usize),
+    /// The client's or its peer's creation budget would be exceeded.
+    Budget(usize),
+}
+
+/// What a client may still create: its own spending so far, and the peer
+/// tag its creations are charged to.
+#[derive(Clone, Copy)]
+pub(super) struct Budget<'a> {
+    pub(super) spent: usize,
+    pub(super) peer: Option<&'a SharedStr>,
+}
 
 impl Hub {
     /// Subscribes a live (reserved or active) client to one more topic.
@@ -39,9 +60,21 @@ impl Hub {
             return Err(SubscribeError::TooManyTopicsForClient { limit });
         }
         let name = if entry.state == SlotState::Active {
-            let topic = self
-                .topic(topic)
-                .map_err(|limit| SubscribeError::TooManyTopics { limit })?;
+            let budget = Budget {
+                spent: entry.created,
+                peer: entry.peer.as_ref(),
+            };
+            let name = SharedStr::from(topic);
+            let (mut found, created) = self
+                .topics_for(std::slice::from_ref(&name), budget)
+                .map_err(|refusal| match refusal {
+                    Refusal::Table(limit) => SubscribeError::TooManyTopics { limit },
+                    Refusal::Budget(limit) => SubscribeError::TopicBudget { limit },
+                })?;
+            let topic = found.pop().ok_or(SubscribeError::TooManyTopics {
+                limit: self.shared.config.max_topics,
+            })?;
+            entry.created += created;
             topic.state.lock().subscribe(id, Arc::clone(&entry.queue));
             let name = SharedStr::clone(&topic.name);
             entry.joined.insert(at, topic);
@@ -100,26 +133,33 @@ impl Hub {
             let evicted = state.ring.evicted_newest();
             drop(state);
             map.retire(topic, evicted);
+            self.uncharge_creator(topic);
         }
         map.trim();
     }
 
-    /// The topic named, created if missing (without allocating when it
-    /// exists); `Err(limit)` if creating it would exceed `max_topics`.
-    /// Called with the registry lock held.
-    fn topic(&self, name: &str) -> Result<Arc<Topic>, usize> {
-        if let Some(topic) = self.shared.topics.read().map.get(name) {
-            return Ok(Arc::clone(topic));
+    /// A dropped or evicted topic no longer counts against its creator's
+    /// peer budget.
+    pub(super) fn uncharge_creator(&self, topic: &Topic) {
+        let Some(peer) = &topic.creator else { return };
+        let mut charged = self.shared.peer_topics.lock();
+        if let Some(count) = charged.get_mut(peer) {
+            *count -= 1;
+            if *count == 0 {
+                charged.remove(peer);
+            }
         }
-        let name = SharedStr::from(name);
-        let mut topics = self.topics_for(std::slice::from_ref(&name))?;
-        topics.pop().ok_or(self.shared.config.max_topics)
     }
 
-    /// The topics named, created where missing; `Err(limit)` if that would
-    /// exceed `max_topics`. Called with the registry lock held, so a topic
-    /// created here gets its subscriber before any checker can look.
-    pub(super) fn topics_for(&self, names: &[SharedStr]) -> Result<Vec<Arc<Topic>>, usize> {
+    /// The topics named, created where missing, and how many were created;
+    /// refused if that would exceed `max_topics` or the client's or its
+    /// peer's creation budget. Called with the registry lock held, so a
+    /// topic created here gets its subscriber before any checker can look.
+    pub(super) fn topics_for(
+        &self,
+        names: &[SharedStr],
+        budget: Budget<'_>,
+    ) -> Result<(Vec<Arc<Topic>>, usize), Refusal> {
         {
             let map = self.shared.topics.read();
             let found: Vec<_> = names
@@ -127,23 +167,38 @@ impl Hub {
                 .filter_map(|n| map.map.get(n).cloned())
                 .collect();
             if found.len() == names.len() {
-                return Ok(found);
+                return Ok((found, 0));
             }
         }
+        let config = &self.shared.config;
         let mut map = self.shared.topics.write();
         let missing = names.iter().filter(|n| !map.map.contains_key(*n)).count();
-        let limit = self.shared.config.max_topics;
-        if map.map.len() + missing > limit {
-            return Err(limit);
+        if map.map.len() + missing > config.max_topics {
+            return Err(Refusal::Table(config.max_topics));
         }
-        let capacity = self.shared.config.replay_capacity;
+        let per_client = config.max_created_topics_per_client;
+        if budget.spent + missing > per_client {
+            return Err(Refusal::Budget(per_client));
+        }
+        if let Some(peer) = budget.peer {
+            let per_peer = config.max_created_topics_per_peer;
+            let mut charged = self.shared.peer_topics.lock();
+            let count = charged.get(peer).copied().unwrap_or(0);
+            if count + missing > per_peer {
+                return Err(Refusal::Budget(per_peer));
+            }
+            if missing > 0 {
+                charged.insert(SharedStr::clone(peer), count + missing);
+            }
+        }
+        let creator = budget.peer.cloned();
         let topics = names
             .iter()
             .map(|name| match map.map.get(name) {
                 Some(topic) => Arc::clone(topic),
-                None => map.create(name, capacity),
+                None => map.create(name, config.replay_capacity, creator.clone()),
             })
             .collect();
-        Ok(topics)
+        Ok((topics, missing))
     }
 }

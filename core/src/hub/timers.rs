@@ -175,7 +175,9 @@ impl Hub {
             if state.expiry != Some(bucket) {
                 continue;
             }
+            let before = state.ring.bytes();
             expired += state.ring.expire(cutoff);
+            self.account_retained(before, state.ring.bytes());
             state.expiry = state
                 .ring
                 .oldest_at()

@@ -16,6 +16,8 @@ shift $(( $# < 3 ? $# : 3 ))
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
 top=$(git rev-parse --show-toplevel)
+# What "new" measures: HEAD when the run starts, plus any uncommitted change.
+new_rev=$(git -C "$top" rev-parse --short HEAD)$(git -C "$top" diff --quiet HEAD -- . || echo "+changes")
 scratch=$(mktemp -d)
 trap 'git -C "$top" worktree remove --force "$scratch/old" >/dev/null 2>&1 || true; rm -rf "$scratch"' EXIT
 git -C "$top" worktree add -q --detach "$scratch/old" "$rev"
@@ -29,7 +31,7 @@ export CARGO_TARGET_DIR_NEW="$top/target" CARGO_TARGET_DIR_OLD="$scratch/target"
 for round in $(seq "$rounds"); do
     for side in new old; do
         if [ "$side" = new ]; then dir=$top; target=$CARGO_TARGET_DIR_NEW; else dir=$scratch/old; target=$CARGO_TARGET_DIR_OLD; fi
-        echo "== round $round: $side ($( [ $side = new ] && git -C "$top" rev-parse --short HEAD || echo "$rev"))"
+        echo "== round $round: $side ($( [ "$side" = new ] && echo "$new_rev" || echo "$rev"))"
         (cd "$dir" && CARGO_TARGET_DIR="$target" cargo bench -q -p ssehub-benches --bench "$bench" -- \
             --warm-up-time 1 --measurement-time 5 --noplot "${extra[@]}" 2>&1 |
             grep -E '^[a-z_0-9/+x-]+ *$|time:|thrpt:' || true)

@@ -9,10 +9,14 @@
 //!   401/403 with a JSON body;
 //! - the peer's IP address is the core's peer tag, so `max_clients_per_peer`
 //!   is a per-IP limit; limits answer 503 with `Retry-After`;
-//! - CORS: a request whose `Origin` is configured gets
+//! - CORS (invariant **CORS-CRED**: credentials are granted only to an
+//!   origin listed by name): a request whose `Origin` is listed gets
 //!   `Access-Control-Allow-Origin: <origin>` and
 //!   `Access-Control-Allow-Credentials: true` (cross-origin EventSource with
-//!   `withCredentials`), and `OPTIONS` preflights are answered.
+//!   `withCredentials`); with `*` configured, any other origin gets
+//!   `Access-Control-Allow-Origin: *` and no credentials, so a browser never
+//!   sends cookies to the hub on behalf of an unlisted site, and the origin
+//!   is never reflected. `OPTIONS` preflights are answered the same way.
 
 use crate::io::WriteTracker;
 use crate::respond::{json_error, open, BoxBody, SseSettings};
@@ -95,12 +99,42 @@ impl std::error::Error for Rejection {}
 
 /// Origins allowed to open streams cross-origin.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-enum Cors {
-    #[default]
-    None,
-    /// `*`: any origin (echoed back, as credentials forbid a literal `*`).
-    Any,
-    List(Vec<String>),
+struct Cors {
+    /// `*` was configured: any origin may read streams, without
+    /// credentials (`Access-Control-Allow-Origin: *`).
+    any: bool,
+    /// Origins allowed with credentials, compared byte for byte.
+    listed: Vec<String>,
+}
+
+/// What CORS grants one request.
+enum CorsGrant {
+    /// A listed origin: echoed, with credentials.
+    Credentialed(HeaderValue),
+    /// `*` configured and the origin not listed: a literal `*`, which
+    /// browsers never combine with credentials.
+    Anonymous,
+}
+
+impl Cors {
+    fn is_off(&self) -> bool {
+        !self.any && self.listed.is_empty()
+    }
+
+    fn grant(&self, parts: &Parts) -> Option<CorsGrant> {
+        let origin = parts.headers.get(header::ORIGIN)?;
+        if self
+            .listed
+            .iter()
+            .any(|o| o.as_bytes() == origin.as_bytes())
+        {
+            Some(CorsGrant::Credentialed(origin.clone()))
+        } else if self.any {
+            Some(CorsGrant::Anonymous)
+        } else {
+            None
+        }
+    }
 }
 
 /// The SSE endpoint: a hub, how streams are shaped, an optional auth hook
@@ -149,7 +183,7 @@ impl SseEndpoint {
             hub,
             settings: Arc::new(SseSettings::default()),
             authorizer: None,
-            cors: Arc::new(Cors::None),
+            cors: Arc::new(Cors::default()),
         }
     }
 
@@ -170,22 +204,25 @@ impl SseEndpoint {
         self
     }
 
-    /// Allows these origins (`scheme://host[:port]`, or `*` for any) to open
-    /// streams cross-origin, with credentials.
+    /// Allows these origins (`scheme://host[:port]`) to open streams
+    /// cross-origin, with credentials (cookies, `withCredentials`). `*`
+    /// among them lets any other origin open streams too, but without
+    /// credentials: an unlisted origin is never echoed back.
     #[must_use]
     pub fn with_cors_origins<I, S>(mut self, origins: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let origins: Vec<String> = origins.into_iter().map(Into::into).collect();
-        self.cors = Arc::new(if origins.iter().any(|o| o == "*") {
-            Cors::Any
-        } else if origins.is_empty() {
-            Cors::None
-        } else {
-            Cors::List(origins)
-        });
+        let mut cors = Cors::default();
+        for origin in origins.into_iter().map(Into::into) {
+            if origin == "*" {
+                cors.any = true;
+            } else {
+                cors.listed.push(origin);
+            }
+        }
+        self.cors = Arc::new(cors);
         self
     }
 
@@ -203,13 +240,13 @@ impl SseEndpoint {
     /// (JSON `{"error": ...}`). Never panics; every refusal leaves nothing
     /// in the hub.
     pub fn handle(&self, parts: &Parts, conn: &ConnInfo) -> Response<BoxBody> {
-        let origin = self.allowed_origin(parts);
+        let grant = self.cors.grant(parts);
         let mut response = match parts.method {
             Method::GET => self.get(parts, conn),
             Method::OPTIONS => {
                 let mut response = Response::new(crate::respond::full(""));
                 *response.status_mut() = StatusCode::NO_CONTENT;
-                if origin.is_some() {
+                if grant.is_some() {
                     let headers = response.headers_mut();
                     headers.insert(
                         header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -235,19 +272,29 @@ impl SseEndpoint {
                 response
             }
         };
-        if let Some(origin) = origin {
+        if let Some(grant) = grant {
             let headers = response.headers_mut();
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
+            match grant {
+                CorsGrant::Credentialed(origin) => {
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                    headers.insert(
+                        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                        HeaderValue::from_static("true"),
+                    );
+                }
+                CorsGrant::Anonymous => {
+                    headers.insert(
+                        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                        HeaderValue::from_static("*"),
+                    );
+                }
+            }
             headers.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
                 HeaderValue::from_static("client-id"),
             );
         }
-        if !matches!(*self.cors, Cors::None) {
+        if !self.cors.is_off() {
             response
                 .headers_mut()
                 .append(header::VARY, HeaderValue::from_static("origin"));
@@ -322,15 +369,5 @@ impl SseEndpoint {
                 error.to_response(self.settings.busy_retry_after)
             }
         }
-    }
-
-    fn allowed_origin(&self, parts: &Parts) -> Option<HeaderValue> {
-        let origin = parts.headers.get(header::ORIGIN)?;
-        let allowed = match &*self.cors {
-            Cors::None => false,
-            Cors::Any => true,
-            Cors::List(list) => list.iter().any(|o| o.as_bytes() == origin.as_bytes()),
-        };
-        allowed.then(|| origin.clone())
     }
 }

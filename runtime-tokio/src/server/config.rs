@@ -76,8 +76,10 @@ pub struct Args {
     /// Largest request body (and event) accepted, in bytes.
     #[arg(long, env = "SSEHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
-    /// Origins allowed to open streams cross-origin (repeat the flag, or
-    /// separate with commas); `*` allows any.
+    /// Origins allowed to open streams cross-origin with credentials
+    /// (cookies): repeat the flag, or separate with commas. `*` lets any
+    /// other origin open streams too, without credentials; an unlisted
+    /// origin is never echoed back.
     #[arg(
         long = "cors-origin",
         env = "SSEHUB_CORS_ORIGINS",
@@ -439,6 +441,20 @@ mod tests {
         assert_eq!(config.cors_origins.len(), 2);
         assert!(!config.sse.welcome);
         assert_eq!(config.send_buffer, Some(262_144));
+    }
+
+    #[test]
+    fn cors_origin_is_repeatable_and_comma_separated() {
+        let (config, _) = parse(&[
+            "--cors-origin=https://a.example",
+            "--cors-origin",
+            "https://b.example,*",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.cors_origins,
+            ["https://a.example", "https://b.example", "*"]
+        );
     }
 
     #[test]

@@ -90,6 +90,17 @@ async fn every_token_source_opens_a_stream() {
     let (status, _cookie) = stream(addr, path, &cookie).await;
     assert_eq!(status, 200, "default cookie");
     assert_eq!(server.hub().len(), 3);
+    // The first source present is the one checked: a bad header is not
+    // rescued by a good cookie.
+    let (status, _) = status_of(
+        addr,
+        path,
+        &format!("Authorization: Bearer not.a.jwt\r\n{cookie}"),
+    )
+    .await;
+    assert_eq!(status, 401, "header before cookie");
+    let (status, _) = status_of(addr, &format!("{path}&access_token=not.a.jwt"), &cookie).await;
+    assert_eq!(status, 401, "query before cookie");
 
     // The cookie's name is configurable; the default name then is not read.
     let server = server_with(JwtAuth::hs256(SECRET).unwrap().with_cookie("auth").unwrap()).await;

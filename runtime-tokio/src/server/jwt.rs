@@ -418,6 +418,32 @@ mod tests {
     }
 
     #[test]
+    fn any_exp_is_read_without_panicking() {
+        let secret = [9u8; 32];
+        let auth = JwtAuth::hs256(&secret).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_secret(&secret);
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+        };
+        let grant = auth
+            .verify(&sign(serde_json::json!({"exp": u64::MAX})))
+            .unwrap();
+        assert_eq!(grant.expires_at, None, "beyond SystemTime: never");
+        let grant = auth
+            .verify(&sign(serde_json::json!({"exp": 4_000_000_000u64})))
+            .unwrap();
+        assert!(grant.expires_at.is_some());
+        assert!(grant.subscribe.is_empty() && grant.publish.is_empty());
+        for bad in [
+            serde_json::json!({"exp": -1}),
+            serde_json::json!({"exp": "soon"}),
+            serde_json::json!({"ssehub": {"subscribe": "not-a-list"}}),
+        ] {
+            assert!(auth.verify(&sign(bad.clone())).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn debug_never_prints_the_secret() {
         let auth = JwtAuth::hs256(b"a-very-secret-secret-of-32-bytes!!").unwrap();
         let text = format!("{auth:?}");

@@ -46,6 +46,10 @@ pub struct SseBody {
     /// A frame was handed to hyper and its progress is not yet reported.
     unconfirmed: bool,
     done: bool,
+    /// Field lines to write at the start of the first event block (the
+    /// `retry:` hint when no welcome carries it); see
+    /// [`SseBody::with_first_event_line`].
+    first_event_line: Option<Bytes>,
 }
 
 impl fmt::Debug for SseBody {
@@ -77,7 +81,18 @@ impl SseBody {
             max_batch: max_batch.max(1),
             unconfirmed: false,
             done: false,
+            first_event_line: None,
         }
+    }
+
+    /// Writes `line` (complete field lines, such as `retry: 3000\n`) at
+    /// the start of the first block handed out that is not only comments,
+    /// so it travels inside an event's block rather than as a block of its
+    /// own (which lenient clients report as an empty message).
+    #[must_use]
+    pub fn with_first_event_line(mut self, line: Bytes) -> Self {
+        self.first_event_line = Some(line).filter(|l| !l.is_empty());
+        self
     }
 
     /// The client this body writes to.
@@ -123,7 +138,14 @@ impl Body for SseBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Drain::Frames(_)) => {
                 this.unconfirmed = true;
-                Poll::Ready(Some(Ok(Frame::data(Self::coalesce(&mut this.batch)))))
+                let mut chunk = Self::coalesce(&mut this.batch);
+                if let Some(line) = &this.first_event_line {
+                    if let Some(joined) = crate::respond::join_first_event_block(&chunk, line) {
+                        chunk = joined;
+                        this.first_event_line = None;
+                    }
+                }
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(Drain::Empty) => {
                 // `poll_drain` registers the waker instead of reporting an

@@ -7,9 +7,13 @@
 //!    error path below, or when hyper drops it — closes the client;
 //! 3. **response headers** (`Content-Type: text/event-stream`,
 //!    `Cache-Control: no-cache`, `X-Accel-Buffering: no`, `Client-Id`);
-//! 4. **initial frames**: a `retry:` hint and, unless disabled, an
-//!    `event: welcome` whose data is `{"clientId":"<id>"}`, queued with
-//!    [`Hub::send_frame`] so they precede everything else;
+//! 4. **initial frames**: unless disabled, an `event: welcome` whose data
+//!    is `{"clientId":"<id>"}`, with the `retry:` hint in the same block,
+//!    queued with [`Hub::send_frame`] so it precedes everything else;
+//!    without a welcome, the body writes the `retry:` line into the first
+//!    event block it hands out (invariant **RETRY-IN-BLOCK**: the hint never
+//!    forms a block of its own, which httpx-sse and similar clients report
+//!    as an empty message);
 //! 5. **activate**, which queues the replay (or the reset event) and makes
 //!    the client visible to broadcasts.
 //!
@@ -79,24 +83,66 @@ impl Default for SseSettings {
 }
 
 impl SseSettings {
-    /// The frames that open every stream of client `id`.
+    /// The frames that open every stream of client `id`: the welcome event
+    /// with the `retry:` hint in its block, or nothing when the welcome is
+    /// off (the hint then goes with the first event, see
+    /// [`SseSettings::first_event_line`]).
     ///
     /// # Errors
     ///
     /// [`EncodeError`] if `welcome_event` contains a line break.
     pub fn initial_frames(&self, id: ClientId) -> Result<Bytes, EncodeError> {
         let mut buf = BytesMut::new();
-        if let Some(retry) = self.retry {
-            Event::empty().with_retry(retry).encode(&mut buf)?;
-        }
         if self.welcome {
             let data = serde_json::json!({ "clientId": id.to_string() }).to_string();
-            Event::new(data)
-                .with_event(self.welcome_event.as_str())
-                .encode(&mut buf)?;
+            let mut welcome = Event::new(data).with_event(self.welcome_event.as_str());
+            if let Some(retry) = self.retry {
+                welcome = welcome.with_retry(retry);
+            }
+            welcome.encode(&mut buf)?;
         }
         Ok(buf.freeze())
     }
+
+    /// The `retry: <ms>\n` field line the body writes into the first event
+    /// block when no welcome carries the hint; `None` when the welcome
+    /// carries it or there is no hint.
+    pub fn first_event_line(&self) -> Option<Bytes> {
+        let retry = self.retry.filter(|_| !self.welcome)?;
+        let mut buf = BytesMut::new();
+        // A data-less event is `retry: <ms>\n\n`: the field line and the
+        // blank line ending the block, which is dropped.
+        Event::empty().with_retry(retry).encode(&mut buf).ok()?;
+        buf.truncate(buf.len().saturating_sub(1));
+        Some(buf.freeze())
+    }
+}
+
+/// `chunk` (whole SSE blocks, each ending in a blank line) with `line`
+/// inserted at the start of its first block that holds a line other than a
+/// comment; `None` if every block is comments only (heartbeats), so the
+/// caller keeps `line` for a later chunk.
+pub(crate) fn join_first_event_block(chunk: &[u8], line: &[u8]) -> Option<Bytes> {
+    let mut start = 0;
+    while start < chunk.len() {
+        let block_end = chunk[start..]
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map_or(chunk.len(), |at| start + at + 2);
+        let block = &chunk[start..block_end];
+        let only_comments = block
+            .split(|&b| b == b'\n')
+            .all(|l| l.is_empty() || l[0] == b':');
+        if !only_comments {
+            let mut joined = BytesMut::with_capacity(chunk.len() + line.len());
+            joined.extend_from_slice(&chunk[..start]);
+            joined.extend_from_slice(line);
+            joined.extend_from_slice(&chunk[start..]);
+            return Some(joined.freeze());
+        }
+        start = block_end;
+    }
+    None
 }
 
 /// Why [`open`] could not start a stream. Nothing was left in the hub.
@@ -233,12 +279,15 @@ where
     // 2. Arm the close hook: the body owns it from now on. On every early
     //    return below the body drops first (closing the reserved client,
     //    which marks it ClosePending), then the reservation (freeing it).
-    let body = SseBody::new(
+    let mut body = SseBody::new(
         reservation.stream(),
         hub.close_guard(id),
         tracker,
         settings.max_batch,
     );
+    if let Some(line) = settings.first_event_line() {
+        body = body.with_first_event_line(line);
+    }
     // 3. Headers.
     let mut response = Response::new(());
     let headers = response.headers_mut();
@@ -403,8 +452,10 @@ mod tests {
         assert_eq!(hub.len(), 1);
     }
 
+    /// Regression (issue 14, item 6): the hint used to be a block of its own
+    /// (`retry: 3000\n\n`), an empty message to httpx-sse.
     #[test]
-    fn initial_frames_are_the_retry_hint_then_the_welcome() {
+    fn the_retry_hint_is_inside_the_welcome_block() {
         let hub = hub(HubConfig::default());
         let response = open(&hub, &SseSettings::default(), ReserveOptions::new(), None).unwrap();
         let id = response.headers()["client-id"].to_str().unwrap().to_owned();
@@ -413,7 +464,46 @@ mod tests {
             .unwrap();
         assert_eq!(
             std::str::from_utf8(&frames).unwrap(),
-            format!("retry: 3000\n\nevent: welcome\ndata: {{\"clientId\":\"{id}\"}}\n\n")
+            format!("retry: 3000\nevent: welcome\ndata: {{\"clientId\":\"{id}\"}}\n\n")
         );
+        assert_eq!(SseSettings::default().first_event_line(), None);
+        let quiet = SseSettings {
+            welcome: false,
+            ..SseSettings::default()
+        };
+        assert!(quiet
+            .initial_frames(id.parse().unwrap())
+            .unwrap()
+            .is_empty());
+        assert_eq!(quiet.first_event_line().unwrap(), "retry: 3000\n");
+        let silent = SseSettings {
+            welcome: false,
+            retry: None,
+            ..SseSettings::default()
+        };
+        assert_eq!(silent.first_event_line(), None);
+    }
+
+    #[test]
+    fn the_first_event_line_skips_comment_blocks() {
+        let join = |chunk: &str| {
+            join_first_event_block(chunk.as_bytes(), b"retry: 5\n")
+                .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        };
+        assert_eq!(
+            join("id: 1\ndata: a\n\n").unwrap(),
+            "retry: 5\nid: 1\ndata: a\n\n"
+        );
+        assert_eq!(
+            join(":\n\n: hb\n\nevent: x\ndata: a\n\ndata: b\n\n").unwrap(),
+            ":\n\n: hb\n\nretry: 5\nevent: x\ndata: a\n\ndata: b\n\n"
+        );
+        // A comment and data in one block is an event block.
+        assert_eq!(
+            join(": c\ndata: a\n\n").unwrap(),
+            "retry: 5\n: c\ndata: a\n\n"
+        );
+        assert_eq!(join(":\n\n: hb\n\n"), None);
+        assert_eq!(join(""), None);
     }
 }

@@ -390,6 +390,65 @@ async fn cors_allows_configured_origins_with_credentials() {
     assert_eq!(server.hub().len(), 2);
 }
 
+/// Regression (issue 14, item 4): `*` used to echo any origin together with
+/// `Access-Control-Allow-Credentials: true`, exposing cookie-authorized
+/// streams to every web site.
+#[tokio::test]
+async fn cors_star_never_reflects_an_origin_nor_grants_credentials() {
+    let mut config = common::config();
+    config.cors_origins = vec!["*".to_owned(), "https://app.example".to_owned()];
+    let server = common::start(config).await;
+    let addr = server.local_addr();
+    // Any unlisted origin: a literal `*`, never credentials.
+    let (_raw, head) = open(addr, "/events?topic=c", "Origin: https://evil.example\r\n").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(head.header("access-control-allow-credentials"), None);
+    assert_eq!(head.header("vary"), Some("origin"));
+    let (status, head, _) = request(
+        addr,
+        "OPTIONS",
+        "/events?topic=c",
+        &[
+            ("Origin", "https://evil.example"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(head.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(head.header("access-control-allow-credentials"), None);
+    // The listed origin keeps its credentials.
+    let (_raw, head) = open(addr, "/events?topic=c", "Origin: https://app.example\r\n").await;
+    assert_eq!(
+        head.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        head.header("access-control-allow-credentials"),
+        Some("true")
+    );
+
+    // `*` alone: no origin ever gets credentials.
+    let mut config = common::config();
+    config.cors_origins = vec!["*".to_owned()];
+    let server = common::start(config).await;
+    for origin in ["https://app.example", "null", "http://localhost:1"] {
+        let (_raw, head) = open(
+            server.local_addr(),
+            "/events?topic=c",
+            &format!("Origin: {origin}\r\n"),
+        )
+        .await;
+        assert_eq!(head.header("access-control-allow-origin"), Some("*"));
+        assert_eq!(head.header("access-control-allow-credentials"), None);
+    }
+    // No Origin header (same-origin or not a browser): no CORS headers.
+    let (_raw, head) = open(server.local_addr(), "/events?topic=c", "").await;
+    assert_eq!(head.header("access-control-allow-origin"), None);
+}
+
 #[tokio::test]
 async fn the_demo_page_is_served_inline_with_the_configured_event_names() {
     let mut config = common::config();

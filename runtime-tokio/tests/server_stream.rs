@@ -21,10 +21,10 @@ async fn stream_opens_with_headers_retry_hint_welcome_then_events_with_ids() {
     let id = head.header("client-id").unwrap().to_owned();
     assert!(id.parse::<ssehub_core::ClientId>().is_ok(), "{id}");
 
-    assert_eq!(raw.frame().await.unwrap(), "retry: 3000\n\n");
+    // The retry hint travels inside the welcome's block, never alone.
     assert_eq!(
         raw.frame().await.unwrap(),
-        format!("event: welcome\ndata: {{\"clientId\":\"{id}\"}}\n\n")
+        format!("retry: 3000\nevent: welcome\ndata: {{\"clientId\":\"{id}\"}}\n\n")
     );
 
     let (status, body) = publish(
@@ -404,6 +404,36 @@ async fn a_thousand_connections_opened_and_dropped_in_random_order_leave_nothing
     hub.check_invariants().unwrap();
 }
 
+/// Regression (issue 14, item 6): without a welcome, the stream used to
+/// open with `retry: 3000` as a block of its own.
+#[tokio::test(start_paused = true)]
+async fn without_a_welcome_the_retry_hint_joins_the_first_event_not_a_heartbeat() {
+    let mut config = common::config();
+    config.sse.welcome = false;
+    config.hub.heartbeat_interval = Some(Duration::from_secs(5));
+    config.hub.idle_timeout = None;
+    let server = common::start(config).await;
+    let addr = server.local_addr();
+    let (mut raw, head) = open(addr, "/events?topic=q", "").await;
+    assert_eq!(head.status, 200);
+    // A heartbeat comes first: the hint waits for an event.
+    assert_eq!(raw.frame().await.unwrap(), ":\n\n");
+    let (status, body) = publish(addr, r#"{"topic":"q","data":"first"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let first = raw.frame().await.unwrap();
+    assert_eq!(
+        first,
+        format!("retry: 3000\nid: {}\ndata: first\n\n", event_id(&first))
+    );
+    let (_, body) = publish(addr, r#"{"topic":"q","data":"second"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let second = raw.frame().await.unwrap();
+    assert_eq!(
+        second,
+        format!("id: {}\ndata: second\n\n", event_id(&second))
+    );
+}
+
 #[tokio::test]
 async fn a_fatal_kick_sends_the_fatal_event_then_ends_the_stream() {
     let server = common::start(common::config()).await;
@@ -492,7 +522,7 @@ async fn streams_work_over_http2() {
         .publish("h2", &ssehub_core::codec::Event::new("over h2"))
         .unwrap();
     let expected = format!(
-        "retry: 3000\n\nevent: welcome\ndata: {{\"clientId\":\"{id}\"}}\n\nid: {}\ndata: over h2\n\n",
+        "retry: 3000\nevent: welcome\ndata: {{\"clientId\":\"{id}\"}}\n\nid: {}\ndata: over h2\n\n",
         report.id
     );
     while text.len() < expected.len() {

@@ -2,6 +2,7 @@
 //! variables ([`Args`], parsed by clap), checked and turned into a
 //! [`ServerConfig`] with a clear error for anything inconsistent.
 
+use super::jwt::JwtAuth;
 use crate::respond::SseSettings;
 use clap::Parser;
 use ssehub_core::HubConfig;
@@ -76,8 +77,10 @@ pub struct Args {
     /// Largest request body (and event) accepted, in bytes.
     #[arg(long, env = "SSEHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
-    /// Origins allowed to open streams cross-origin (repeat the flag, or
-    /// separate with commas); `*` allows any.
+    /// Origins allowed to open streams cross-origin with credentials
+    /// (cookies): repeat the flag, or separate with commas. `*` lets any
+    /// other origin open streams too, without credentials; an unlisted
+    /// origin is never echoed back.
     #[arg(
         long = "cors-origin",
         env = "SSEHUB_CORS_ORIGINS",
@@ -107,6 +110,20 @@ pub struct Args {
     /// visible sooner. Unset: the kernel autotunes (up to ~4 MiB).
     #[arg(long, env = "SSEHUB_SEND_BUFFER")]
     pub send_buffer: Option<usize>,
+    // --- JWT authorization (see `server::jwt`) ---
+    /// HS256 secret (at least 32 bytes) of the JWTs that authorize
+    /// subscribers, and publishers with a `publish` claim. Excludes
+    /// --jwt-public-key and --subscribe-token.
+    #[arg(long, env = "SSEHUB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file of the RSA (RS256) or P-256 (ES256) public key that
+    /// verifies JWTs. Excludes --jwt-secret and --subscribe-token.
+    #[arg(long, env = "SSEHUB_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+    /// Cookie that may carry the subscriber's JWT (EventSource cannot send
+    /// headers; `?access_token=` works too).
+    #[arg(long, env = "SSEHUB_JWT_COOKIE", default_value = super::jwt::DEFAULT_COOKIE)]
+    pub jwt_cookie: String,
 }
 
 /// A checked server configuration. Build it from [`Args`] with
@@ -137,6 +154,9 @@ pub struct ServerConfig {
     pub tick_interval: Duration,
     /// `SO_SNDBUF` of every connection; `None`: the kernel's autotuning.
     pub send_buffer: Option<usize>,
+    /// JWT authorization of streams (and of publishers with a `publish`
+    /// claim), if configured.
+    pub jwt: Option<JwtAuth>,
 }
 
 impl Default for ServerConfig {
@@ -158,6 +178,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(5),
             tick_interval: Duration::from_secs(1),
             send_buffer: None,
+            jwt: None,
         }
     }
 }
@@ -255,6 +276,7 @@ impl ServerConfig {
                 ));
             }
         }
+        let jwt = jwt_from_args(&args)?;
         let (token, source) = match args.token {
             Some(token) => {
                 check_token("--token", &token)?;
@@ -303,10 +325,40 @@ impl ServerConfig {
             shutdown_event: args.shutdown_event,
             drain_timeout: args.drain_timeout,
             send_buffer: args.send_buffer,
+            jwt,
             ..Self::default()
         };
         Ok((config, source))
     }
+}
+
+/// The JWT flags: at most one key, not with a shared subscribe token.
+fn jwt_from_args(args: &Args) -> Result<Option<JwtAuth>, ConfigError> {
+    let auth = match (&args.jwt_secret, &args.jwt_public_key) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(
+                "--jwt-secret and --jwt-public-key exclude each other: give one key".to_owned(),
+            ))
+        }
+        (Some(secret), None) => JwtAuth::hs256(secret.as_bytes())
+            .map_err(|e| ConfigError(format!("--jwt-secret: {e}")))?,
+        (None, Some(path)) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| ConfigError(format!("--jwt-public-key {}: {e}", path.display())))?;
+            JwtAuth::from_public_key_pem(&pem)
+                .map_err(|e| ConfigError(format!("--jwt-public-key {}: {e}", path.display())))?
+        }
+    };
+    if args.subscribe_token.is_some() {
+        return Err(ConfigError(
+            "--subscribe-token and JWT authorization (--jwt-secret, --jwt-public-key) exclude each other"
+                .to_owned(),
+        ));
+    }
+    auth.with_cookie(&args.jwt_cookie)
+        .map(Some)
+        .map_err(|e| ConfigError(format!("--jwt-cookie {:?}: {e}", args.jwt_cookie)))
 }
 
 fn check_token(flag: &str, token: &str) -> Result<(), ConfigError> {
@@ -439,6 +491,56 @@ mod tests {
         assert_eq!(config.cors_origins.len(), 2);
         assert!(!config.sse.welcome);
         assert_eq!(config.send_buffer, Some(262_144));
+    }
+
+    #[test]
+    fn jwt_flags_load_one_key_and_refuse_the_rest() {
+        let secret = "--jwt-secret=0123456789abcdef0123456789abcdef";
+        let (config, _) = parse(&[secret, "--jwt-cookie=auth"]).unwrap();
+        let jwt = config.jwt.unwrap();
+        assert_eq!(jwt.algorithm(), jsonwebtoken::Algorithm::HS256);
+        assert_eq!(jwt.cookie(), "auth");
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
+        for (file, alg) in [
+            ("rsa_public.pem", jsonwebtoken::Algorithm::RS256),
+            ("ec_public.pem", jsonwebtoken::Algorithm::ES256),
+        ] {
+            let flag = format!("--jwt-public-key={keys}/{file}");
+            let (config, _) = parse(&[&flag]).unwrap();
+            assert_eq!(config.jwt.unwrap().algorithm(), alg, "{file}");
+        }
+        let private = format!("--jwt-public-key={keys}/missing.pem");
+        let garbage = format!(
+            "--jwt-public-key={}",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")
+        );
+        let both = format!("--jwt-public-key={keys}/rsa_public.pem");
+        for (args, needle) in [
+            (vec!["--jwt-secret=short"], "32 bytes"),
+            (vec![private.as_str()], "--jwt-public-key"),
+            (vec![garbage.as_str()], "not a PEM"),
+            (vec![secret, both.as_str()], "exclude"),
+            (vec![secret, "--subscribe-token=sub-token-1"], "exclude"),
+            (vec![secret, "--jwt-cookie=a b"], "--jwt-cookie"),
+        ] {
+            let err = parse(&args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        assert!(parse(&[]).unwrap().0.jwt.is_none());
+    }
+
+    #[test]
+    fn cors_origin_is_repeatable_and_comma_separated() {
+        let (config, _) = parse(&[
+            "--cors-origin=https://a.example",
+            "--cors-origin",
+            "https://b.example,*",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.cors_origins,
+            ["https://a.example", "https://b.example", "*"]
+        );
     }
 
     #[test]

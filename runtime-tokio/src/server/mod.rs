@@ -4,6 +4,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`config`] | flags and environment ([`Args`]), checked into a [`ServerConfig`] |
+//! | [`jwt`] | JWT authorization: keys, claims, topic patterns, token sources |
 //! | `routes` | the HTTP routes (`/events`, `/publish`, `/clients/{id}…`, `/metrics`, `/healthz`, `/`) |
 //! | `metrics` | Prometheus text |
 //! | `demo.html` | the demo page served at `/` |
@@ -25,11 +26,13 @@
 //! ```
 
 pub mod config;
+pub mod jwt;
 mod metrics;
 mod routes;
 mod script;
 
 pub use config::{Args, ConfigError, ServerConfig, TokenSource};
+pub use jwt::JwtAuth;
 
 use crate::driver::Driver;
 use crate::serve::{self, ServeHandle, ServeOptions};

@@ -2,8 +2,8 @@
 //!
 //! | route | does | errors |
 //! |---|---|---|
-//! | `GET /events?topic=a&topic=b` | opens a stream ([`SseEndpoint`]) | 400 query, 401/403 subscribe token, 503 limits |
-//! | `POST /publish` `{topic, event?, data}` | publishes, answers `{"id", "delivered"}` | 401/403, 413 too large, 415 not JSON, 400 malformed JSON, 422 unknown fields or bad topic, 503 |
+//! | `GET /events?topic=a&topic=b` | opens a stream ([`SseEndpoint`]) | 400 query, 401/403 subscribe token or JWT, 503 limits |
+//! | `POST /publish` `{topic, event?, data}` | publishes, answers `{"id", "delivered"}` | 401/403 (admin token, or a JWT whose `publish` claim covers the topic), 413 too large, 415 not JSON, 400 malformed JSON, 422 unknown fields or bad topic, 503 |
 //! | `POST /clients/{id}/send` `{event?, data}` | sends to one client, answers `{"sent": true}` | 400 bad id, 404 unknown client, as publish |
 //! | `DELETE /clients/{id}[?fatal=true]` | kicks (after the fatal event), answers `{"closed": true}` | 400 bad id or query, 404 unknown client |
 //! | `GET /metrics` | Prometheus text | |
@@ -15,6 +15,7 @@
 //! its compact JSON text.
 
 use super::config::ServerConfig;
+use super::jwt::{bearer, Grant};
 use super::metrics::{self, ServerFigures};
 use crate::endpoint::{ConnInfo, Rejection, SseEndpoint};
 use crate::respond::{full, json_error, BoxBody};
@@ -63,7 +64,12 @@ impl App {
     pub(crate) fn new(hub: Hub, config: Arc<ServerConfig>) -> Self {
         let mut endpoint = SseEndpoint::new(hub.clone())
             .with_settings(config.sse.clone())
+            .with_fatal_event(&config.fatal_event)
             .with_cors_origins(config.cors_origins.iter().cloned());
+        if let Some(jwt) = config.jwt.clone() {
+            endpoint =
+                endpoint.with_access_check(move |parts, topics| jwt.check_subscribe(parts, topics));
+        }
         if let Some(token) = config.subscribe_token.clone() {
             endpoint = endpoint.with_authorizer(move |parts| {
                 let query_token = crate::query::parse(parts.uri.query().unwrap_or(""))
@@ -156,10 +162,23 @@ impl App {
     }
 
     async fn publish(&self, request: Request<Incoming>) -> Answer {
+        let publisher = match self.publisher(&request) {
+            Ok(publisher) => publisher,
+            Err(response) => return response,
+        };
         let body: PublishRequest = match self.json_body(request).await {
             Ok(body) => body,
             Err(response) => return response,
         };
+        if let Some(grant) = publisher {
+            if !grant.may_publish(&body.topic) {
+                return Rejection::forbidden(format!(
+                    "the token does not allow publishing to topic {:?}",
+                    body.topic
+                ))
+                .to_response();
+            }
+        }
         let event = event_of(body.event, &body.data);
         match self.hub.publish(&body.topic, &event) {
             Ok(report) => json(
@@ -185,6 +204,9 @@ impl App {
             Ok(id) => id,
             Err(response) => return response,
         };
+        if let Err(response) = self.check_token(&request) {
+            return response;
+        }
         let body: SendRequest = match self.json_body(request).await {
             Ok(body) => body,
             Err(response) => return response,
@@ -254,7 +276,26 @@ impl App {
         })
     }
 
+    /// Who may publish: the admin token (`None`: any topic), or, with JWT
+    /// configured, a bearer JWT (its grant; the topic is checked once the
+    /// body is read). Only the header counts: a cookie would let other
+    /// sites publish through a visitor's browser.
     #[allow(clippy::result_large_err)]
+    fn publisher<B>(&self, request: &Request<B>) -> Result<Option<Grant>, Answer> {
+        let admin = self.check_token(request);
+        let Some(jwt) = &self.config.jwt else {
+            return admin.map(|()| None);
+        };
+        match (admin, bearer(request.headers())) {
+            (Ok(()), _) => Ok(None),
+            (Err(answer), None) => Err(answer),
+            (Err(_), Some(token)) => jwt
+                .verify(&token)
+                .map(Some)
+                .map_err(|e| Rejection::unauthorized(e.to_string()).to_response()),
+        }
+    }
+
     #[allow(clippy::result_large_err)]
     fn check_token<B>(&self, request: &Request<B>) -> Result<(), Answer> {
         match bearer(request.headers()) {
@@ -269,12 +310,12 @@ impl App {
         }
     }
 
-    /// Auth, content type, size limit (while reading), JSON.
+    /// Content type, size limit (while reading), JSON. The caller checked
+    /// the credentials.
     async fn json_body<T: serde::de::DeserializeOwned>(
         &self,
         request: Request<Incoming>,
     ) -> Result<T, Answer> {
-        self.check_token(&request)?;
         let json_type = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -362,15 +403,6 @@ fn method_not_allowed(allow: &'static str) -> Answer {
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-fn bearer(headers: &http::HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
 }
 
 /// Compares without an early exit on the first differing byte.

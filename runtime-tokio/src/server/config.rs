@@ -74,6 +74,18 @@ pub struct Args {
     /// Most topics the hub keeps.
     #[arg(long, env = "SSEHUB_MAX_TOPICS", default_value_t = 100_000)]
     pub max_topics: usize,
+    /// Most topics one stream may create by subscribing (topics that exist
+    /// are free); 0: only publishers create topics.
+    #[arg(long, env = "SSEHUB_TOPIC_BUDGET_PER_CLIENT", default_value_t = 16)]
+    pub topic_budget_per_client: usize,
+    /// Most topics the streams of one IP may have created by subscribing
+    /// (while those topics exist).
+    #[arg(long, env = "SSEHUB_TOPIC_BUDGET_PER_IP", default_value_t = 1_000)]
+    pub topic_budget_per_ip: usize,
+    /// Bytes all replay rings may retain together; past it the oldest
+    /// events hub-wide are evicted (resumers needing them get a reset).
+    #[arg(long, env = "SSEHUB_REPLAY_MAX_BYTES", default_value_t = 256 << 20)]
+    pub replay_max_bytes: usize,
     /// Largest request body (and event) accepted, in bytes.
     #[arg(long, env = "SSEHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -228,6 +240,7 @@ impl ServerConfig {
             ("--max-topics-per-client", args.max_topics_per_client),
             ("--max-topics", args.max_topics),
             ("--max-body-bytes", args.max_body_bytes),
+            ("--replay-max-bytes", args.replay_max_bytes),
         ] {
             if value == 0 {
                 return err(format!("{flag} must be at least 1"));
@@ -293,6 +306,9 @@ impl ServerConfig {
             max_topics_per_client: args.max_topics_per_client,
             max_clients_per_peer: args.max_clients_per_ip,
             max_topics: args.max_topics,
+            max_created_topics_per_client: args.topic_budget_per_client,
+            max_created_topics_per_peer: args.topic_budget_per_ip,
+            replay_max_total_bytes: args.replay_max_bytes,
             queue_max_frames: args.queue_frames,
             queue_max_bytes: args.queue_bytes,
             max_event_bytes: args.max_body_bytes,

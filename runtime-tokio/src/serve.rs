@@ -37,6 +37,7 @@
 
 mod accept_errors;
 pub mod nofile;
+pub mod tls;
 mod watchdog;
 
 use crate::endpoint::ConnInfo;
@@ -83,7 +84,7 @@ struct Accepted {
 }
 
 /// How connections are served.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// Drop a connection whose socket has accepted no byte for this long
     /// while a write was pending (see [`crate::io`]); `None`: never.
@@ -113,12 +114,15 @@ pub struct ServeOptions {
     /// Most connections open at once (see the module docs for what
     /// happens at the cap); `None`: no cap.
     pub max_connections: Option<usize>,
+    /// Serve TLS (ALPN `h2`, `http/1.1`) with this configuration; `None`:
+    /// cleartext. The handshake counts against the request-head timeout.
+    pub tls: Option<tls::Tls>,
 }
 
 impl Default for ServeOptions {
     /// A 30 s write timeout, the kernel's send buffer sizing, a 10 s
     /// request-head timeout, a 60 s idle timeout, HTTP/2 pings every 30 s
-    /// answered within 20 s, no connection cap.
+    /// answered within 20 s, no connection cap, cleartext.
     fn default() -> Self {
         Self {
             write_timeout: Some(Duration::from_secs(30)),
@@ -128,6 +132,7 @@ impl Default for ServeOptions {
             h2_keep_alive_interval: Some(Duration::from_secs(30)),
             h2_keep_alive_timeout: Duration::from_secs(20),
             max_connections: None,
+            tls: None,
         }
     }
 }
@@ -320,6 +325,7 @@ where
     Fut: Future<Output = Response<BoxBody>> + Send + 'static,
 {
     let builder = Arc::new(builder(&options));
+    let tls = options.tls.as_ref().map(tls::Tls::acceptor);
     let (finish, finishing) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut evictable = Evictable::default();
@@ -390,8 +396,16 @@ where
         };
         let handler = Arc::clone(&handler);
         let open = Arc::clone(&open);
+        let tls = tls.clone();
         connections.spawn(async move {
-            connection.serve(stream, handler).await;
+            match tls {
+                None => connection.serve(stream, handler).await,
+                Some(acceptor) => {
+                    if let Some(stream) = connection.handshake(acceptor, stream).await {
+                        connection.serve(stream, handler).await;
+                    }
+                }
+            }
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -422,6 +436,29 @@ struct Connection {
 }
 
 impl Connection {
+    /// The TLS handshake, within the request-head deadline (and ended by
+    /// an eviction); `None` if it failed or did not finish in time.
+    async fn handshake(
+        &self,
+        acceptor: tokio_rustls::TlsAcceptor,
+        stream: tokio::net::TcpStream,
+    ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+        let peer = self.peer;
+        tokio::select! {
+            result = acceptor.accept(stream) => match result {
+                Ok(stream) => Some(stream),
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    None
+                }
+            },
+            expired = self.activity.expired(self.head_deadline, None) => {
+                tracing::debug!(%peer, ?expired, "TLS handshake not finished in time: dropping the connection");
+                None
+            }
+        }
+    }
+
     /// Serves HTTP on `io` until the connection ends, is closed for
     /// overstaying a phase, or is told to finish.
     async fn serve<I, H, Fut>(mut self, io: I, handler: Arc<H>)

@@ -13,13 +13,11 @@
 
 mod common;
 
+use common::child::ChildHub;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
 const NOFILE: u64 = 64;
 const SILENT: usize = 200;
@@ -41,76 +39,11 @@ fn prlimit_available() -> bool {
     found
 }
 
-struct Hub {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl Hub {
-    async fn spawn(extra: &[&str]) -> Self {
-        let mut child = Command::new("prlimit")
-            .arg(format!("--nofile={NOFILE}:{NOFILE}"))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_ssehub"))
-            .args(["--addr", "127.0.0.1:0", "--token", common::TOKEN])
-            .args(["--request-head-timeout", "60s"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start prlimit ssehub");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let addr = tokio::time::timeout(BOUND, async {
-            loop {
-                let line = lines.next_line().await.unwrap().expect("ssehub exited");
-                log.lock().unwrap().push(line.clone());
-                if let Some((_, addr)) = line.split_once("ssehub listening addr=") {
-                    return addr.trim().parse::<SocketAddr>().unwrap();
-                }
-            }
-        })
-        .await
-        .expect("ssehub did not start");
-        let reader = {
-            let log = Arc::clone(&log);
-            tokio::spawn(async move {
-                while let Ok(Some(line)) = lines.next_line().await {
-                    log.lock().unwrap().push(line);
-                }
-            })
-        };
-        Self {
-            child,
-            addr,
-            log,
-            reader,
-        }
-    }
-
-    /// SIGTERM, wait for a graceful exit; returns the whole log.
-    async fn stop(mut self) -> Vec<String> {
-        let pid = self.child.id().unwrap().to_string();
-        let killed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(killed.success());
-        let status = tokio::time::timeout(BOUND, self.child.wait())
-            .await
-            .expect("ssehub did not exit")
-            .unwrap();
-        assert!(status.success(), "{status}");
-        self.reader.await.unwrap();
-        let log = self.log.lock().unwrap().clone();
-        log
-    }
+async fn spawn_hub(extra: &[&str]) -> ChildHub {
+    let nofile = format!("--nofile={NOFILE}:{NOFILE}");
+    let mut args = vec!["--request-head-timeout", "60s"];
+    args.extend_from_slice(extra);
+    ChildHub::spawn(&["prlimit", &nofile, "--"], &args).await
 }
 
 async fn flood_then_healthz(addr: SocketAddr) -> Vec<TcpStream> {
@@ -126,29 +59,28 @@ async fn flood_then_healthz(addr: SocketAddr) -> Vec<TcpStream> {
     silent
 }
 
-fn lines_with<'a>(log: &'a [String], needle: &str) -> Vec<&'a String> {
-    log.iter().filter(|l| l.contains(needle)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_cap_keeps_descriptors_for_a_legitimate_request() {
     if !prlimit_available() {
         return;
     }
-    let hub = Hub::spawn(&[]).await;
+    let hub = spawn_hub(&[]).await;
     let silent = flood_then_healthz(hub.addr).await;
     drop(silent);
     let log = hub.stop().await;
-    let limit = lines_with(&log, "open-file limit open_files=");
+    let limit = common::child::lines_with(&log, "open-file limit open_files=");
     assert!(
         limit.len() == 1
             && limit[0].contains("open_files=64")
             && limit[0].contains("max_connections=48"),
         "{log:#?}"
     );
-    assert!(lines_with(&log, "accept failed").is_empty(), "{log:#?}");
     assert!(
-        lines_with(&log, "--max-clients (100000) exceeds").len() == 1,
+        common::child::lines_with(&log, "accept failed").is_empty(),
+        "{log:#?}"
+    );
+    assert!(
+        common::child::lines_with(&log, "--max-clients (100000) exceeds").len() == 1,
         "{log:#?}"
     );
 }
@@ -159,16 +91,16 @@ async fn out_of_descriptors_a_silent_connection_yields_and_the_log_stays_bounded
         return;
     }
     let started = Instant::now();
-    let hub = Hub::spawn(&["--max-connections", "1000"]).await;
+    let hub = spawn_hub(&["--max-connections", "1000"]).await;
     let silent = flood_then_healthz(hub.addr).await;
     drop(silent);
     let log = hub.stop().await;
     assert_eq!(
-        lines_with(&log, "--max-connections (1000) exceeds").len(),
+        common::child::lines_with(&log, "--max-connections (1000) exceeds").len(),
         1,
         "{log:#?}"
     );
-    let failed = lines_with(&log, "accept failed");
+    let failed = common::child::lines_with(&log, "accept failed");
     let periods = started.elapsed().as_secs() / 5 + 1;
     assert!(
         !failed.is_empty() && failed.len() as u64 <= periods,
@@ -176,7 +108,7 @@ async fn out_of_descriptors_a_silent_connection_yields_and_the_log_stays_bounded
         failed.len()
     );
     // The summary at exit counts the failures that were not logged: many.
-    let summary = lines_with(&log, "accept loop stopped");
+    let summary = common::child::lines_with(&log, "accept loop stopped");
     assert_eq!(summary.len(), 1, "{log:#?}");
     let held_back: u64 = summary[0]
         .split("accept_errors=")

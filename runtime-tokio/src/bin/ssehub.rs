@@ -7,7 +7,8 @@
 //!
 //! At start the open-file soft limit is raised to the hard limit, and the
 //! connection cap (`--max-connections`) defaults to what that limit leaves
-//! room for; see [`fit_to_nofile`].
+//! room for; see [`fit_to_nofile`]. With `--tls-cert`/`--tls-key`, SIGHUP
+//! reloads the certificate for new connections; open streams go on.
 
 use clap::Parser;
 use ssehub_tokio::serve::nofile;
@@ -62,6 +63,10 @@ fn main() -> ExitCode {
             );
         }
         let addr = config.addr;
+        #[cfg(unix)]
+        if let Some(tls) = config.tls.clone() {
+            tokio::spawn(reload_on_sighup(tls));
+        }
         let server = match Server::start(config).await {
             Ok(server) => server,
             Err(error) => {
@@ -69,7 +74,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!("demo page at http://{}/", server.local_addr());
+        let scheme = if server.config().tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!("demo page at {scheme}://{}/", server.local_addr());
         let summary = server.run_until(shutdown_signal()).await;
         tracing::info!(?summary, "bye");
         ExitCode::SUCCESS
@@ -106,6 +116,28 @@ fn fit_to_nofile(config: &mut ServerConfig, soft: u64) -> Vec<String> {
         ));
     }
     warnings
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP; a reload that
+/// fails is logged and leaves the previous certificate in force.
+#[cfg(unix)]
+async fn reload_on_sighup(tls: ssehub_tokio::serve::tls::Tls) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP: TLS certificates will not be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!(cert = %tls.cert_path().display(), "TLS certificate reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "TLS certificate not reloaded; the previous one stays")
+            }
+        }
+    }
 }
 
 /// SIGINT (Ctrl-C) or, on Unix, SIGTERM.

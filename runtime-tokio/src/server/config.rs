@@ -128,6 +128,23 @@ pub struct Args {
     /// open-file limit minus a reserve.
     #[arg(long, env = "SSEHUB_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Reloaded on SIGHUP. ALPN offers h2 and http/1.1.
+    #[arg(
+        long,
+        env = "SSEHUB_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "SSEHUB_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// A checked server configuration. Build it from [`Args`] with
@@ -170,6 +187,8 @@ pub struct ServerConfig {
     /// Most connections at once; `None`: no cap (the binary sets one from
     /// its open-file limit).
     pub max_connections: Option<usize>,
+    /// TLS, loaded from `--tls-cert` and `--tls-key`; `None`: cleartext.
+    pub tls: Option<crate::serve::tls::Tls>,
 }
 
 impl Default for ServerConfig {
@@ -197,6 +216,7 @@ impl Default for ServerConfig {
             h2_keep_alive_interval: Some(Duration::from_secs(30)),
             h2_keep_alive_timeout: Duration::from_secs(20),
             max_connections: None,
+            tls: None,
         }
     }
 }
@@ -245,6 +265,14 @@ impl ServerConfig {
         if args.h2_keep_alive_timeout.is_zero() {
             return err("--h2-keep-alive-timeout must be longer than 0".to_owned());
         }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                crate::serve::tls::Tls::from_pem_files(cert, key)
+                    .map_err(|e| ConfigError(format!("--tls-cert/--tls-key: {e}")))?,
+            ),
+            (None, None) => None,
+            _ => return err("--tls-cert and --tls-key go together".to_owned()),
+        };
         for (flag, value) in [
             ("--queue-frames", args.queue_frames),
             ("--queue-bytes", args.queue_bytes),
@@ -355,6 +383,7 @@ impl ServerConfig {
             h2_keep_alive_interval: enabled(args.h2_keep_alive_interval),
             h2_keep_alive_timeout: args.h2_keep_alive_timeout,
             max_connections: args.max_connections,
+            tls,
             ..Self::default()
         };
         Ok((config, source))

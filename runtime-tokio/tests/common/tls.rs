@@ -20,6 +20,9 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 /// PEM files.
 pub struct TestCert {
     pub der: CertificateDer<'static>,
+    /// base64(SHA-256(SubjectPublicKeyInfo)): what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes.
+    pub spki_sha256: String,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
 }
@@ -36,8 +39,13 @@ impl TestCert {
         let key_path = dir.join(format!("{name}.key"));
         std::fs::write(&cert_path, made.cert.pem()).unwrap();
         std::fs::write(&key_path, made.key_pair.serialize_pem()).unwrap();
+        let spki = ring::digest::digest(&ring::digest::SHA256, &made.key_pair.public_key_der());
         Self {
             der: made.cert.der().clone(),
+            spki_sha256: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                spki.as_ref(),
+            ),
             cert_path,
             key_path,
         }

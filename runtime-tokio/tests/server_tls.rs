@@ -182,7 +182,7 @@ async fn sighup_reloads_the_binary_s_certificate_without_dropping_streams() {
     t::read_until(&mut open_stream, "event: welcome").await;
 
     first.overwrite_with(&second);
-    hub.signal("-HUP").await;
+    hub.signal(libc::SIGHUP);
     hub.wait_for_log("TLS certificate reloaded").await;
     let after = t::connect(hub.addr, trust()).await;
     assert_eq!(t::negotiated(&after).1, second.der);

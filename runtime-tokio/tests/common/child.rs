@@ -68,15 +68,13 @@ impl ChildHub {
         }
     }
 
-    /// Sends `signal` (e.g. `-HUP`) to the server.
-    pub async fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(sent.success());
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the server.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id().unwrap()).unwrap();
+        // SAFETY: `kill` takes plain integers and touches no memory of ours;
+        // `pid` is our own child, not yet reaped, so it names that process.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "{}", std::io::Error::last_os_error());
     }
 
     /// Waits until a log line contains `needle` (lines so far count).
@@ -98,7 +96,7 @@ impl ChildHub {
 
     /// SIGTERM, wait for a graceful exit; returns the whole log.
     pub async fn stop(mut self) -> Vec<String> {
-        self.signal("-TERM").await;
+        self.signal(libc::SIGTERM);
         let status = tokio::time::timeout(BOUND, self.child.wait())
             .await
             .expect("ssehub did not exit")

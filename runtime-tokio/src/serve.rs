@@ -99,12 +99,15 @@ pub struct ServeOptions {
     pub send_buffer: Option<usize>,
     /// Drop a connection that has not sent a complete first request head
     /// this long after its accept (the handshake, preface and first byte
-    /// included); later HTTP/1 heads get as long from their first byte.
+    /// included). Later HTTP/1 heads get as long from the end of the
+    /// previous response (hyper's header timer), which therefore also
+    /// bounds how long an HTTP/1 keep-alive connection waits idle.
     /// `None`: never.
     pub request_head_timeout: Option<Duration>,
     /// Close a connection gracefully after it has had no request in flight
-    /// for this long (HTTP/1 keep-alive, HTTP/2 with no open stream);
-    /// `None`: never.
+    /// for this long (HTTP/2 with no open stream; HTTP/1 keep-alive too,
+    /// though there the shorter request-head timeout usually ends the wait
+    /// first); `None`: never.
     pub idle_timeout: Option<Duration>,
     /// Send an HTTP/2 `PING` after this long without a frame from the
     /// peer; `None`: never.

@@ -354,7 +354,7 @@ where
             }
             Err(error) => {
                 // Out of descriptors: a silent connection yields its own.
-                let freed = evictable.evict_oldest();
+                let freed = accept_errors::is_shortage(&error) && evictable.evict_oldest();
                 let pause = accept_errors.failed(&error, freed, Instant::now());
                 if !pause.is_zero() {
                     // A connection that ends frees a descriptor: try again.

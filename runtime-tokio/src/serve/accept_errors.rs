@@ -113,7 +113,7 @@ impl AcceptErrors {
 
 /// Out of descriptors (process or system) or kernel memory: retrying at
 /// once fails the same way.
-fn is_shortage(error: &io::Error) -> bool {
+pub(crate) fn is_shortage(error: &io::Error) -> bool {
     #[cfg(unix)]
     {
         matches!(

@@ -223,6 +223,13 @@ mod tests {
     }
 
     #[test]
+    fn the_handle_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Tls>();
+        assert_send_sync::<crate::serve::ServeOptions>();
+    }
+
+    #[test]
     fn bad_files_are_typed_errors_naming_the_file() {
         let dir = temp_dir("bad");
         let (cert, key) = write_pair(&dir, "a");

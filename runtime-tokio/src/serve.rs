@@ -1,6 +1,7 @@
 //! An accept loop that serves HTTP/1.1 and HTTP/2 (hyper-util's `auto`
 //! builder, chosen per connection from the client's preface) with a
-//! request handler, and shuts down gracefully:
+//! request handler, bounds what each connection may hold, and shuts down
+//! gracefully:
 //!
 //! 1. [`ServeHandle::stop_accepting`]: the listener is closed, no new
 //!    connection is taken;
@@ -13,25 +14,55 @@
 //! Each connection's transport is a [`TrackedIo`], so the streams it serves
 //! can tell a write error from a client that went away, and a peer that
 //! stops reading is disconnected after [`ServeOptions::write_timeout`].
+//!
+//! # Connection hygiene
+//!
+//! The server faces the internet, so no connection may hold a descriptor
+//! for nothing (the phases and invariants W1, W2 are in `watchdog`):
+//!
+//! - a connection that has not sent a complete request head within
+//!   [`ServeOptions::request_head_timeout`] *of its accept* is dropped:
+//!   silence, a partial HTTP/1 head, an HTTP/2 preface (with or without
+//!   `SETTINGS`) and no `HEADERS`, a TLS handshake that stalls;
+//! - a connection with no request in flight (HTTP/1 keep-alive between
+//!   requests, HTTP/2 with no stream) is closed gracefully after
+//!   [`ServeOptions::idle_timeout`]; HTTP/2 connections are pinged every
+//!   [`ServeOptions::h2_keep_alive_interval`] and dropped when a ping goes
+//!   unanswered, so a half-open one does not stay;
+//! - at most [`ServeOptions::max_connections`] are open: at the cap (and
+//!   when `accept` fails for want of descriptors) the oldest connection
+//!   that has not had a request yet is evicted to make room, and if there
+//!   is none the new connection is refused (closed at accept);
+//! - a failing `accept` backs off and is logged at a bounded rate.
+
+mod accept_errors;
+pub mod nofile;
+pub mod tls;
+mod watchdog;
 
 use crate::endpoint::ConnInfo;
 use crate::io::{TrackedIo, WriteTracker};
 use crate::respond::BoxBody;
+use accept_errors::{AcceptErrors, RateLimitedLog, LOG_EVERY};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+use watchdog::{Activity, Expired, Tracked};
 
 /// Handle of a running accept loop. Dropping it drops every connection at
 /// once; use [`shutdown`](Self::shutdown) for a graceful end.
@@ -45,15 +76,15 @@ pub struct ServeHandle {
 }
 
 /// What the accept loop hands back when it stops: the connections still
-/// being served.
+/// being served, and the signal that tells them to finish.
 #[derive(Debug)]
 struct Accepted {
-    graceful: GracefulShutdown,
+    finish: watch::Sender<bool>,
     connections: JoinSet<()>,
 }
 
 /// How connections are served.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// Drop a connection whose socket has accepted no byte for this long
     /// while a write was pending (see [`crate::io`]); `None`: never.
@@ -66,14 +97,45 @@ pub struct ServeOptions {
     /// the socket is full), at the cost of throughput to far-away, fast
     /// readers. Linux doubles the value for its own bookkeeping.
     pub send_buffer: Option<usize>,
+    /// Drop a connection that has not sent a complete first request head
+    /// this long after its accept (the handshake, preface and first byte
+    /// included). Later HTTP/1 heads get as long from the end of the
+    /// previous response (hyper's header timer), which therefore also
+    /// bounds how long an HTTP/1 keep-alive connection waits idle.
+    /// `None`: never.
+    pub request_head_timeout: Option<Duration>,
+    /// Close a connection gracefully after it has had no request in flight
+    /// for this long (HTTP/2 with no open stream; HTTP/1 keep-alive too,
+    /// though there the shorter request-head timeout usually ends the wait
+    /// first); `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Send an HTTP/2 `PING` after this long without a frame from the
+    /// peer; `None`: never.
+    pub h2_keep_alive_interval: Option<Duration>,
+    /// Drop an HTTP/2 connection whose `PING` is not answered within this.
+    pub h2_keep_alive_timeout: Duration,
+    /// Most connections open at once (see the module docs for what
+    /// happens at the cap); `None`: no cap.
+    pub max_connections: Option<usize>,
+    /// Serve TLS (ALPN `h2`, `http/1.1`) with this configuration; `None`:
+    /// cleartext. The handshake counts against the request-head timeout.
+    pub tls: Option<tls::Tls>,
 }
 
 impl Default for ServeOptions {
-    /// A 30 s write timeout, the kernel's send buffer sizing.
+    /// A 30 s write timeout, the kernel's send buffer sizing, a 10 s
+    /// request-head timeout, a 60 s idle timeout, HTTP/2 pings every 30 s
+    /// answered within 20 s, no connection cap, cleartext.
     fn default() -> Self {
         Self {
             write_timeout: Some(Duration::from_secs(30)),
             send_buffer: None,
+            request_head_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            h2_keep_alive_interval: Some(Duration::from_secs(30)),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+            max_connections: None,
+            tls: None,
         }
     }
 }
@@ -86,6 +148,21 @@ fn configure(stream: &tokio::net::TcpStream, options: &ServeOptions) {
             tracing::warn!(%error, size, "could not set SO_SNDBUF");
         }
     }
+}
+
+/// The HTTP/1 + HTTP/2 builder with the timers of `options`.
+fn builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.request_head_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(options.h2_keep_alive_interval)
+        .keep_alive_timeout(options.h2_keep_alive_timeout);
+    builder
 }
 
 /// Serves every connection accepted on `listener` with `handler`, on the
@@ -119,7 +196,7 @@ where
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(accept_loop(
         listener,
-        options,
+        Arc::new(options),
         Arc::new(handler),
         Arc::clone(&open),
         stopped,
@@ -169,15 +246,18 @@ impl ServeHandle {
     pub async fn drain(&mut self, deadline: Duration) -> bool {
         self.stop_accepting().await;
         let Some(Accepted {
-            graceful,
+            finish,
             mut connections,
         }) = self.accepted.take()
         else {
             return true;
         };
-        let in_time = tokio::time::timeout(deadline, graceful.shutdown())
-            .await
-            .is_ok();
+        finish.send_replace(true);
+        let in_time = tokio::time::timeout(deadline, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
         if !in_time {
             tracing::warn!(
                 remaining = connections.len(),
@@ -205,9 +285,40 @@ impl Drop for ServeHandle {
     }
 }
 
+/// Connections accepted but without a request yet, oldest first: the ones
+/// that may be evicted to make room (W2).
+#[derive(Debug, Default)]
+struct Evictable(VecDeque<Arc<Activity>>);
+
+impl Evictable {
+    /// Forgets connections that had a request or ended. Only the front is
+    /// looked at, unless the queue has grown well past the open connections
+    /// (a silent one at the front, with head timeouts off).
+    fn prune(&mut self, open: usize) {
+        let gone = |a: &Arc<Activity>| a.had_request() || Arc::strong_count(a) == 1;
+        while self.0.front().is_some_and(gone) {
+            self.0.pop_front();
+        }
+        if self.0.len() > 2 * open + 16 {
+            self.0.retain(|a| !gone(a));
+        }
+    }
+
+    /// Evicts the oldest connection still without a request; `false` if
+    /// there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some(activity) = self.0.pop_front() {
+            if Arc::strong_count(&activity) > 1 && activity.evict() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 async fn accept_loop<H, Fut>(
     listener: TcpListener,
-    options: ServeOptions,
+    options: Arc<ServeOptions>,
     handler: Arc<H>,
     open: Arc<AtomicUsize>,
     mut stopped: oneshot::Receiver<()>,
@@ -216,58 +327,216 @@ where
     H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<BoxBody>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder(&options));
+    let tls = options.tls.as_ref().map(tls::Tls::acceptor);
+    let (finish, finishing) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut evictable = Evictable::default();
+    let mut accept_errors = AcceptErrors::new();
+    let mut refusals = RateLimitedLog::new(LOG_EVERY);
     loop {
+        // At the cap one connection may be accepted while an evicted one is
+        // closing, no more: the cap is exceeded by one at most.
+        let room = options
+            .max_connections
+            .is_none_or(|max| open.load(Ordering::Relaxed) <= max);
         let accepted = tokio::select! {
             biased;
             _ = &mut stopped => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept(), if room => accepted,
         };
+        evictable.prune(open.load(Ordering::Relaxed));
         let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                accept_errors.succeeded();
+                accepted
+            }
             Err(error) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of descriptors: a silent connection yields its own.
+                let freed = accept_errors::is_shortage(&error) && evictable.evict_oldest();
+                let pause = accept_errors.failed(&error, freed, Instant::now());
+                if !pause.is_zero() {
+                    // A connection that ends frees a descriptor: try again.
+                    tokio::select! {
+                        biased;
+                        _ = &mut stopped => break,
+                        Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
                 continue;
             }
         };
+        let accepted_at = Instant::now();
+        if let Some(max) = options.max_connections {
+            if open.load(Ordering::Relaxed) >= max && !evictable.evict_oldest() {
+                if let Some(suppressed) = refusals.allow(accepted_at) {
+                    tracing::warn!(
+                        %peer,
+                        max_connections = max,
+                        suppressed,
+                        "connection cap reached and every connection is in use: refusing connections \
+                         (at most one such line every {}s; `suppressed` counts the others)",
+                        LOG_EVERY.as_secs()
+                    );
+                }
+                drop(stream);
+                continue;
+            }
+        }
         configure(&stream, &options);
-        let tracker = WriteTracker::new();
-        let io = TokioIo::new(
-            TrackedIo::new(stream, tracker.clone()).with_write_timeout(options.write_timeout),
-        );
-        let info = ConnInfo {
-            peer: Some(peer),
-            tracker: Some(tracker),
+        let activity = Arc::new(Activity::default());
+        evictable.0.push_back(Arc::clone(&activity));
+        open.fetch_add(1, Ordering::Relaxed);
+        let connection = Connection {
+            builder: Arc::clone(&builder),
+            options: Arc::clone(&options),
+            activity,
+            head_deadline: options.request_head_timeout.map(|t| accepted_at + t),
+            finishing: finishing.clone(),
+            peer,
         };
         let handler = Arc::clone(&handler);
-        let service = service_fn(move |request| {
-            let response = handler(request, info.clone());
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let watcher = graceful.watcher();
-        let builder = Arc::clone(&builder);
         let open = Arc::clone(&open);
-        open.fetch_add(1, Ordering::Relaxed);
+        let tls = tls.clone();
         connections.spawn(async move {
-            let connection = builder.serve_connection(io, service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            match tls {
+                None => connection.serve(stream, handler).await,
+                Some(acceptor) => {
+                    if let Some(stream) = connection.handshake(acceptor, stream).await {
+                        connection.serve(stream, handler).await;
+                    }
+                }
             }
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
     drop(listener);
+    let (errors, refused) = (accept_errors.take_suppressed(), refusals.take_suppressed());
+    if errors + refused > 0 {
+        tracing::warn!(
+            accept_errors = errors,
+            refused,
+            "accept loop stopped; failed accepts and refused connections not logged above"
+        );
+    }
     Accepted {
-        graceful,
+        finish,
         connections,
+    }
+}
+
+/// One accepted connection and what bounds it.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    options: Arc<ServeOptions>,
+    activity: Arc<Activity>,
+    /// When the first request head must be complete.
+    head_deadline: Option<Instant>,
+    finishing: watch::Receiver<bool>,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// The TLS handshake, within the request-head deadline (and ended by
+    /// an eviction); `None` if it failed or did not finish in time.
+    async fn handshake(
+        &self,
+        acceptor: tokio_rustls::TlsAcceptor,
+        stream: tokio::net::TcpStream,
+    ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+        let peer = self.peer;
+        tokio::select! {
+            result = acceptor.accept(stream) => match result {
+                Ok(stream) => Some(stream),
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    None
+                }
+            },
+            expired = self.activity.expired(self.head_deadline, None) => {
+                tracing::debug!(%peer, ?expired, "TLS handshake not finished in time: dropping the connection");
+                None
+            }
+        }
+    }
+
+    /// Serves HTTP on `io` until the connection ends, is closed for
+    /// overstaying a phase, or is told to finish.
+    async fn serve<I, H, Fut>(mut self, io: I, handler: Arc<H>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<BoxBody>> + Send + 'static,
+    {
+        let peer = self.peer;
+        let tracker = WriteTracker::new();
+        let io = TokioIo::new(
+            TrackedIo::new(io, tracker.clone()).with_write_timeout(self.options.write_timeout),
+        );
+        let info = ConnInfo {
+            peer: Some(peer),
+            tracker: Some(tracker),
+        };
+        let activity = Arc::clone(&self.activity);
+        let service = service_fn(move |request| {
+            // W1: from the head to the end of the response body.
+            let in_flight = activity.begin();
+            let response = handler(request, info.clone());
+            async move {
+                let response = response.await;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+            }
+        });
+        let mut connection = pin!(self.builder.serve_connection(io, service));
+        let mut closing = false;
+        // Once asked to close for idleness, how long the peer has to let go.
+        let mut grace: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = self.finishing.wait_for(|finish| *finish), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                expired = self.activity.expired(self.head_deadline, self.options.idle_timeout), if !closing => {
+                    match expired {
+                        Expired::RequestHead => {
+                            tracing::debug!(%peer, "no request head in time: dropping the connection");
+                            return;
+                        }
+                        Expired::Evicted => {
+                            tracing::debug!(%peer, "evicted to make room: dropping the connection");
+                            return;
+                        }
+                        Expired::Idle => {
+                            tracing::debug!(%peer, "idle: closing the connection");
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                            grace = Some(Instant::now() + self.options.request_head_timeout.unwrap_or(Duration::from_secs(10)));
+                        }
+                    }
+                }
+                () = sleep_until_some(grace) => {
+                    tracing::debug!(%peer, "idle connection did not close in time: dropping it");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when `None`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -59,6 +59,11 @@ struct Cdp {
 
 impl Cdp {
     async fn launch(binary: &PathBuf, url: &str) -> Self {
+        Self::launch_with(binary, url, &[]).await
+    }
+
+    /// As [`launch`](Self::launch), with extra command-line flags.
+    async fn launch_with(binary: &PathBuf, url: &str, flags: &[String]) -> Self {
         let profile = std::env::temp_dir().join(format!(
             "ssehub-chromium-{}-{}",
             std::process::id(),
@@ -90,6 +95,7 @@ impl Cdp {
                 "--remote-debugging-pipe",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
+            .args(flags)
             .arg(url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -781,4 +787,139 @@ async fn ssehub_js_resumes_with_last_event_id_after_a_hub_restart() {
         .expect("the browser test took over 90 s");
     let hub = second.hub().clone();
     common::wait_until("the browser's client is gone", || hub.is_empty()).await;
+}
+
+/// Opens `count` EventSources on `topic` from the page; `window.streams`
+/// counts those that got their welcome and the messages `data` received.
+const OPEN_STREAMS: &str = r#"
+    window.streams = { list: [], opened: 0, received: 0 };
+    for (let i = 0; i < COUNT; i++) {
+        const es = new EventSource('/events?topic=many');
+        es.addEventListener('welcome', () => { streams.opened++; });
+        es.onmessage = (e) => { if (e.data === 'to every stream') streams.received++; };
+        streams.list.push(es);
+    }
+    true
+"#;
+
+async fn open_streams(browser: &mut Cdp, count: usize) {
+    let expression = OPEN_STREAMS.replace("COUNT", &count.to_string());
+    let params = json!({ "expression": expression, "returnByValue": true });
+    browser.call("Runtime.evaluate", params, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_streams_from_one_page_share_one_http2_connection_over_tls() {
+    let _turn = BROWSER.lock().await;
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let dir = common::tls::temp_dir("browser-tls");
+    let cert = common::tls::TestCert::new(&dir, "hub");
+    let mut config = common::config();
+    config.tls = Some(cert.server());
+    // Chromium may open a spare socket (a backup connect) that never
+    // carries a request; short bounds let the server close any such.
+    config.request_head_timeout = Some(Duration::from_secs(1));
+    config.connection_idle_timeout = Some(Duration::from_secs(1));
+    let server = common::start(config).await;
+    let addr = server.local_addr();
+    let hub = server.hub().clone();
+    let run = async {
+        let trust = format!("--ignore-certificate-errors-spki-list={}", cert.spki_sha256);
+        let mut browser = Cdp::launch_with(&binary, "about:blank", &[trust]).await;
+        browser.attach_to_page().await;
+        browser.open(&format!("https://{addr}/healthz")).await;
+        open_streams(&mut browser, 10).await;
+        browser
+            .wait_for(
+                "ten open streams",
+                "streams.opened === 10",
+                "streams.opened",
+            )
+            .await;
+        assert_eq!(hub.len(), 10);
+        // Every connection without a live stream is closed by now or soon:
+        // the ten streams share the one that stays, so it is HTTP/2.
+        common::wait_until("one connection left", || server.open_connections() == 1).await;
+        assert_eq!(hub.len(), 10);
+        let published = hub
+            .publish("many", &ssehub_core::codec::Event::new("to every stream"))
+            .unwrap();
+        assert_eq!(published.delivered, 10);
+        browser
+            .wait_for(
+                "the event on every stream",
+                "streams.received === 10",
+                "streams.received",
+            )
+            .await;
+        browser.close().await;
+    };
+    tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser test took over 90 s");
+    common::wait_until("the browser's clients are gone", || hub.is_empty()).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_cleartext_http1_the_seventh_stream_waits_for_a_free_connection() {
+    let _turn = BROWSER.lock().await;
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let server = common::start(common::config()).await;
+    let addr = server.local_addr();
+    let hub = server.hub().clone();
+    let run = async {
+        let mut browser = Cdp::launch(&binary, "about:blank").await;
+        browser.attach_to_page().await;
+        browser.open(&format!("http://{addr}/healthz")).await;
+        open_streams(&mut browser, 10).await;
+        let waiting = browser
+            .wait_for(
+                "six open streams",
+                "streams.opened >= 6",
+                "streams.list.filter(es => es.readyState === EventSource.CONNECTING).length",
+            )
+            .await;
+        // An event round trip to the six: the other four are still queued
+        // in the browser, with no request sent.
+        let published = hub
+            .publish("many", &ssehub_core::codec::Event::new("to every stream"))
+            .unwrap();
+        assert_eq!(published.delivered, 6);
+        let seen = browser
+            .wait_for(
+                "the event on the six",
+                "streams.received === 6",
+                "[streams.opened, streams.list.filter(es => es.readyState === EventSource.CONNECTING).length]",
+            )
+            .await;
+        assert_eq!(waiting, json!(4));
+        assert_eq!(seen, json!([6, 4]));
+        assert_eq!(hub.len(), 6);
+        assert_eq!(server.open_connections(), 6);
+        // Closing one frees its connection: the seventh opens on it.
+        browser
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": "streams.list.find(es => es.readyState === EventSource.OPEN).close()" }),
+                true,
+            )
+            .await;
+        browser
+            .wait_for(
+                "the seventh stream",
+                "streams.opened === 7",
+                "streams.opened",
+            )
+            .await;
+        browser.close().await;
+    };
+    tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser test took over 90 s");
+    common::wait_until("the browser's clients are gone", || hub.is_empty()).await;
 }

@@ -32,10 +32,14 @@
 //! The last line on stdout is a JSON object with every figure
 //! (`run-comparison.sh` builds its table from it).
 
+// The report's `json!` literal has more fields than the default limit expands.
+#![recursion_limit = "256"]
+
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde_json::json;
 use ssehub_benches::baseline_b::{router, AppState, BroadcastHub};
+use ssehub_benches::transport::{Stream, Tls};
 use ssehub_benches::{procstat, wire};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,7 +74,10 @@ usage: loadgen [--addr HOST:PORT | --spawn 'CMD ... {addr} ...'] [options]
   --drain-timeout SECS    wait for deliveries after the last publish (default: 20)
   --label TEXT            name of the scenario in the JSON line
   --smoke                 CI check: 50 connections, 200 events, strict
-  --strict                exit 1 on any missing/duplicate/out-of-order delivery";
+  --strict                exit 1 on any missing/duplicate/out-of-order delivery
+  --tls-ca PEM            speak TLS, trusting the certificates in PEM
+                          (the server's name is --tls-name, default localhost)
+  --tls-name NAME         server name for SNI and verification";
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -91,6 +98,8 @@ struct Config {
     drain_timeout: Duration,
     label: String,
     strict: bool,
+    tls_ca: Option<String>,
+    tls_name: String,
 }
 
 impl Default for Config {
@@ -113,6 +122,8 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(20),
             label: "run".to_owned(),
             strict: false,
+            tls_ca: None,
+            tls_name: "localhost".to_owned(),
         }
     }
 }
@@ -157,6 +168,8 @@ fn parse_args() -> Result<Config, String> {
             "--label" => cfg.label = value()?,
             "--smoke" => smoke = true,
             "--strict" => cfg.strict = true,
+            "--tls-ca" => cfg.tls_ca = Some(value()?),
+            "--tls-name" => cfg.tls_name = value()?,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -348,13 +361,18 @@ impl Shared {
 
 /// An SSE connection whose response head has been read.
 struct OpenStream {
-    stream: TcpStream,
+    stream: Stream,
     head: wire::ResponseHead,
     /// Body bytes read together with the head.
     rest: Vec<u8>,
 }
 
-async fn open_stream(addr: &str, topic: &str, stalled: bool) -> Result<OpenStream, String> {
+async fn open_stream(
+    addr: &str,
+    topic: &str,
+    stalled: bool,
+    tls: Option<&Tls>,
+) -> Result<OpenStream, String> {
     let sock_addr: std::net::SocketAddr = tokio::net::lookup_host(addr)
         .await
         .map_err(|e| format!("resolving {addr}: {e}"))?
@@ -372,10 +390,13 @@ async fn open_stream(addr: &str, topic: &str, stalled: bool) -> Result<OpenStrea
             .set_recv_buffer_size(4096)
             .map_err(|e| format!("SO_RCVBUF: {e}"))?;
     }
-    let mut stream = socket
+    let tcp = socket
         .connect(sock_addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
+    let mut stream = Stream::over(tcp, tls)
+        .await
+        .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
     let request = format!(
         "GET /events?topic={topic} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
     );
@@ -393,10 +414,7 @@ async fn open_stream(addr: &str, topic: &str, stalled: bool) -> Result<OpenStrea
 
 /// Reads until `buf` holds a whole response head, parses it and removes it
 /// from `buf`, leaving any body bytes read with it.
-async fn read_head(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Result<wire::ResponseHead, String> {
+async fn read_head(stream: &mut Stream, buf: &mut Vec<u8>) -> Result<wire::ResponseHead, String> {
     let mut chunk = [0u8; 4096];
     let head = loop {
         if let Some(head) = wire::parse_response_head(buf).map_err(|e| e.to_string())? {
@@ -519,7 +537,7 @@ async fn read_events(open: OpenStream, index: usize, shared: Arc<Shared>) -> u64
 
 /// A keep-alive `POST /publish` connection.
 struct Publisher {
-    stream: TcpStream,
+    stream: Stream,
     addr: String,
     token: String,
     topic: String,
@@ -527,11 +545,19 @@ struct Publisher {
 }
 
 impl Publisher {
-    async fn connect(addr: &str, token: &str, topic: &str) -> Result<Self, String> {
-        let stream = TcpStream::connect(addr)
+    async fn connect(
+        addr: &str,
+        token: &str,
+        topic: &str,
+        tls: Option<&Tls>,
+    ) -> Result<Self, String> {
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("publisher connect {addr}: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let stream = Stream::over(tcp, tls)
+            .await
+            .map_err(|e| format!("publisher TLS handshake: {e}"))?;
+        stream.set_nodelay().map_err(|e| e.to_string())?;
         Ok(Self {
             stream,
             addr: addr.to_owned(),
@@ -574,10 +600,7 @@ impl Publisher {
 
 /// Reads one whole response (Content-Length or chunked) from a keep-alive
 /// connection; `buf` keeps bytes of a following response.
-async fn read_response(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Result<(u16, Vec<u8>), String> {
+async fn read_response(stream: &mut Stream, buf: &mut Vec<u8>) -> Result<(u16, Vec<u8>), String> {
     let mut chunk = [0u8; 4096];
     let head = read_head(stream, buf).await?;
     let mut body = Vec::new();
@@ -619,8 +642,9 @@ async fn read_response(
 }
 
 /// `GET path` on a fresh connection; the body, or `None` on any failure.
-async fn get_text(addr: &str, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
+async fn get_text(addr: &str, path: &str, tls: Option<&Tls>) -> Option<String> {
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let mut stream = Stream::over(tcp, tls).await.ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut buf = Vec::new();
@@ -644,8 +668,9 @@ async fn run_publisher(
     shared: Arc<Shared>,
     which: u64,
     start: Instant,
+    tls: Option<Tls>,
 ) -> Result<PublishStats, String> {
-    let mut publisher = Publisher::connect(&addr, &cfg.token, &cfg.topic).await?;
+    let mut publisher = Publisher::connect(&addr, &cfg.token, &cfg.topic, tls.as_ref()).await?;
     let mut stats = PublishStats {
         published: 0,
         reported_delivered: 0,
@@ -691,6 +716,11 @@ async fn run(cfg: Config) -> i32 {
 async fn run_inner(cfg: Config) -> Result<i32, String> {
     let cfg = Arc::new(cfg);
     let (server, addr, pid) = start_server(&cfg).await?;
+    let tls = cfg
+        .tls_ca
+        .as_deref()
+        .map(|ca| Tls::new(std::path::Path::new(ca), &cfg.tls_name))
+        .transpose()?;
     let stalled_count = ((cfg.connections as f64) * cfg.stalled_pct / 100.0).round() as usize;
     let active_count = cfg.connections - stalled_count;
     eprintln!(
@@ -722,9 +752,14 @@ async fn run_inner(cfg: Config) -> Result<i32, String> {
         let addr = addr.clone();
         let topic = cfg.topic.clone();
         let stalled = is_stalled(i);
+        let tls = tls.clone();
         connecting.spawn(async move {
             let _permit = permits.acquire_owned().await.ok();
-            (i, stalled, open_stream(&addr, &topic, stalled).await)
+            (
+                i,
+                stalled,
+                open_stream(&addr, &topic, stalled, tls.as_ref()).await,
+            )
         });
     }
     let mut opened: Vec<(usize, bool, OpenStream)> = Vec::with_capacity(cfg.connections);
@@ -754,7 +789,7 @@ async fn run_inner(cfg: Config) -> Result<i32, String> {
 
     // Wait until the server reports every connection subscribed (ssehub
     // activates after the response head is out).
-    let mut probe = Publisher::connect(&addr, &cfg.token, &cfg.topic).await?;
+    let mut probe = Publisher::connect(&addr, &cfg.token, &cfg.topic, tls.as_ref()).await?;
     let probe_deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let delivered = probe.publish("probe").await?;
@@ -786,6 +821,7 @@ async fn run_inner(cfg: Config) -> Result<i32, String> {
             Arc::clone(&shared),
             which,
             publish_start,
+            tls.clone(),
         ));
     }
     let mut published = 0;
@@ -836,7 +872,7 @@ async fn run_inner(cfg: Config) -> Result<i32, String> {
 
     // The server's close counters first: the check below ends with our
     // side closing the stalled sockets, which the server would count.
-    let metrics = get_text(&addr, "/metrics").await.map(|text| {
+    let metrics = get_text(&addr, "/metrics", tls.as_ref()).await.map(|text| {
         text.lines()
             .filter(|l| !l.starts_with('#') && (l.contains("close") || l.contains("slow")))
             .collect::<Vec<_>>()
@@ -919,6 +955,7 @@ async fn run_inner(cfg: Config) -> Result<i32, String> {
     };
     let report = json!({
         "label": cfg.label,
+        "tls": tls.is_some(),
         "addr": addr,
         "connections": cfg.connections,
         "stalled": stalled_count,

@@ -136,6 +136,44 @@ pub struct Args {
     /// headers; `?access_token=` works too).
     #[arg(long, env = "SSEHUB_JWT_COOKIE", default_value = super::jwt::DEFAULT_COOKIE)]
     pub jwt_cookie: String,
+    // -- Connection hygiene (see `crate::serve`). --
+    /// Drop a connection that has not sent a complete request head this
+    /// long after it was accepted (TLS handshake, HTTP/2 preface and first
+    /// byte included).
+    #[arg(long, env = "SSEHUB_REQUEST_HEAD_TIMEOUT", default_value = "10s", value_parser = parse_optional_duration)]
+    pub request_head_timeout: Duration,
+    /// Close a connection with no request in flight (HTTP/1 keep-alive,
+    /// HTTP/2 without streams) after this long.
+    #[arg(long, env = "SSEHUB_CONNECTION_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_optional_duration)]
+    pub connection_idle_timeout: Duration,
+    /// Ping HTTP/2 connections after this long without a frame from the peer.
+    #[arg(long, env = "SSEHUB_H2_KEEP_ALIVE_INTERVAL", default_value = "30s", value_parser = parse_optional_duration)]
+    pub h2_keep_alive_interval: Duration,
+    /// Drop an HTTP/2 connection whose ping is not answered within this.
+    #[arg(long, env = "SSEHUB_H2_KEEP_ALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub h2_keep_alive_timeout: Duration,
+    /// Most connections open at once; at the cap a connection that has not
+    /// sent a request yet is evicted, or the new one is refused. Unset: the
+    /// open-file limit minus a reserve.
+    #[arg(long, env = "SSEHUB_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Reloaded on SIGHUP. ALPN offers h2 and http/1.1.
+    #[arg(
+        long,
+        env = "SSEHUB_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "SSEHUB_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// A checked server configuration. Build it from [`Args`] with
@@ -169,6 +207,20 @@ pub struct ServerConfig {
     /// JWT authorization of streams (and of publishers with a `publish`
     /// claim), if configured.
     pub jwt: Option<JwtAuth>,
+    // -- Connection hygiene (see `crate::serve`). --
+    /// How long a new connection has to send its first request head.
+    pub request_head_timeout: Option<Duration>,
+    /// How long a connection may have no request in flight.
+    pub connection_idle_timeout: Option<Duration>,
+    /// HTTP/2 keep-alive ping interval.
+    pub h2_keep_alive_interval: Option<Duration>,
+    /// How long an HTTP/2 ping may go unanswered.
+    pub h2_keep_alive_timeout: Duration,
+    /// Most connections at once; `None`: no cap (the binary sets one from
+    /// its open-file limit).
+    pub max_connections: Option<usize>,
+    /// TLS, loaded from `--tls-cert` and `--tls-key`; `None`: cleartext.
+    pub tls: Option<crate::serve::tls::Tls>,
 }
 
 impl Default for ServerConfig {
@@ -191,6 +243,13 @@ impl Default for ServerConfig {
             tick_interval: Duration::from_secs(1),
             send_buffer: None,
             jwt: None,
+            // -- Connection hygiene. --
+            request_head_timeout: Some(Duration::from_secs(10)),
+            connection_idle_timeout: Some(Duration::from_secs(60)),
+            h2_keep_alive_interval: Some(Duration::from_secs(30)),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+            max_connections: None,
+            tls: None,
         }
     }
 }
@@ -232,6 +291,21 @@ impl ServerConfig {
         if args.send_buffer == Some(0) {
             return err("--send-buffer must be at least 1 byte".to_owned());
         }
+        // -- Connection hygiene. --
+        if args.max_connections == Some(0) {
+            return err("--max-connections must be at least 1".to_owned());
+        }
+        if args.h2_keep_alive_timeout.is_zero() {
+            return err("--h2-keep-alive-timeout must be longer than 0".to_owned());
+        }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                crate::serve::tls::Tls::from_pem_files(cert, key)
+                    .map_err(|e| ConfigError(format!("--tls-cert/--tls-key: {e}")))?,
+            ),
+            (None, None) => None,
+            _ => return err("--tls-cert and --tls-key go together".to_owned()),
+        };
         for (flag, value) in [
             ("--queue-frames", args.queue_frames),
             ("--queue-bytes", args.queue_bytes),
@@ -342,6 +416,13 @@ impl ServerConfig {
             drain_timeout: args.drain_timeout,
             send_buffer: args.send_buffer,
             jwt,
+            // -- Connection hygiene. --
+            request_head_timeout: enabled(args.request_head_timeout),
+            connection_idle_timeout: enabled(args.connection_idle_timeout),
+            h2_keep_alive_interval: enabled(args.h2_keep_alive_interval),
+            h2_keep_alive_timeout: args.h2_keep_alive_timeout,
+            max_connections: args.max_connections,
+            tls,
             ..Self::default()
         };
         Ok((config, source))
@@ -557,6 +638,36 @@ mod tests {
             config.cors_origins,
             ["https://a.example", "https://b.example", "*"]
         );
+    }
+
+    #[test]
+    fn connection_hygiene_flags_reach_the_config() {
+        let (config, _) = parse(&[]).unwrap();
+        assert_eq!(config.request_head_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(config.max_connections, None);
+        let (config, _) = parse(&[
+            "--request-head-timeout=2s",
+            "--connection-idle-timeout=off",
+            "--h2-keep-alive-interval=5s",
+            "--h2-keep-alive-timeout=1s",
+            "--max-connections=100",
+        ])
+        .unwrap();
+        assert_eq!(config.request_head_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(config.connection_idle_timeout, None);
+        assert_eq!(config.h2_keep_alive_interval, Some(Duration::from_secs(5)));
+        assert_eq!(config.h2_keep_alive_timeout, Duration::from_secs(1));
+        assert_eq!(config.max_connections, Some(100));
+        for (args, needle) in [
+            (&["--max-connections=0"][..], "--max-connections"),
+            (
+                &["--h2-keep-alive-timeout=0"][..],
+                "--h2-keep-alive-timeout",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
     }
 
     #[test]

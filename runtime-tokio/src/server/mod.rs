@@ -97,13 +97,19 @@ impl Server {
                 .write_stall_timeout
                 .map(|t| t + 2 * config.tick_interval.max(Duration::from_secs(1))),
             send_buffer: config.send_buffer,
+            request_head_timeout: config.request_head_timeout,
+            idle_timeout: config.connection_idle_timeout,
+            h2_keep_alive_interval: config.h2_keep_alive_interval,
+            h2_keep_alive_timeout: config.h2_keep_alive_timeout,
+            max_connections: config.max_connections,
+            tls: config.tls.clone(),
         };
         let serve = serve::spawn_with(listener, options, move |request, conn| {
             let app = Arc::clone(&handler_app);
             async move { app.route(request, conn).await }
         });
         let _ = app.open_connections.set(serve.open_gauge());
-        tracing::info!(addr = %serve.local_addr(), "ssehub listening");
+        tracing::info!(addr = %serve.local_addr(), tls = config.tls.is_some(), "ssehub listening");
         Self {
             hub,
             config,

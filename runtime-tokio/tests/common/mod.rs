@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod child;
+pub mod tls;
+
 use ssehub_tokio::server::{Server, ServerConfig};
 use std::net::SocketAddr;
 use std::time::Duration;

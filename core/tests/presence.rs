@@ -296,7 +296,7 @@ fn snapshots_taken_while_publishing_see_each_topic_move_forward_only() {
             }
         })
     };
-    let mut newest = vec![None; 8];
+    let mut newest = [None; 8];
     let mut rounds = 0;
     loop {
         let finished = publisher.is_finished();

@@ -359,9 +359,13 @@ impl Hub {
     /// A page of the topics, with each topic's subscribers, retained
     /// events, last event id and events in the last minute.
     ///
-    /// Per-topic consistent, not a global atomic snapshot; takes no
-    /// registry lock and no sequencer, and at most one topic lock at a time
-    /// (see the [module docs](self) for the consistency model).
+    /// Per-topic consistent, not a global atomic snapshot: each topic's
+    /// figures are read under its lock at one instant, one topic after
+    /// another, while publishing goes on; a topic created meanwhile is
+    /// missing, one dropped meanwhile left out. Pages are cut by a keyset
+    /// cursor, so an entry whose count changes between two pages may be
+    /// seen twice or not at all. Takes no registry lock and no sequencer,
+    /// and holds one lock at a time (DESIGN.md §6, "Presence").
     pub fn topics_snapshot(&self, page: &TopicPage) -> TopicList {
         let topics: Vec<Arc<Topic>> = self.shared.topics.read().map.values().cloned().collect();
         let now = self.push_time();
@@ -400,8 +404,10 @@ impl Hub {
     /// ids; `None` for a topic the hub does not keep (never created, or
     /// dropped: no subscribers and nothing retained).
     ///
-    /// Takes only the map's read lock, then that topic's lock; see the
-    /// [module docs](self).
+    /// Takes the map's read lock, then that topic's lock alone; the
+    /// figures and the ids are read under that one lock, at one instant.
+    /// Copying the ids is O(subscribers), the walk a publish to the topic
+    /// makes anyway.
     pub fn topic_presence(
         &self,
         name: &str,

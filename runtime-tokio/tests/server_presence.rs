@@ -83,20 +83,29 @@ async fn all_topics(addr: SocketAddr, query: &str) -> Vec<(String, u64)> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_and_client_lists_follow_concurrent_connects_and_disconnects() {
     const N: usize = 24;
     let server = common::start(common::config()).await;
     let addr = server.local_addr();
-    let streams: Vec<(Raw, String)> = futures_util::future::join_all((0..N).map(|n| async move {
-        let path = if n % 3 == 0 {
-            "/events?topic=rooms/1&topic=lobby"
-        } else {
-            "/events?topic=rooms/1"
-        };
-        subscribe(addr, path, "").await
-    }))
-    .await;
+    // Each connect is its own task, so they run in parallel on the
+    // runtime's threads as well as interleaved.
+    let connecting: Vec<_> = (0..N)
+        .map(|n| {
+            tokio::spawn(async move {
+                let path = if n % 3 == 0 {
+                    "/events?topic=rooms/1&topic=lobby"
+                } else {
+                    "/events?topic=rooms/1"
+                };
+                subscribe(addr, path, "").await
+            })
+        })
+        .collect();
+    let mut streams: Vec<(Raw, String)> = Vec::new();
+    for task in connecting {
+        streams.push(task.await.expect("connect task"));
+    }
     let all: BTreeSet<String> = streams.iter().map(|(_, id)| id.clone()).collect();
     assert_eq!(all.len(), N);
 
@@ -118,7 +127,14 @@ async fn counts_and_client_lists_follow_concurrent_connects_and_disconnects() {
         .into_iter()
         .enumerate()
         .partition(|(n, _)| n % 2 == 0);
-    drop(leaving);
+    // The leavers hang up in parallel too.
+    let hanging_up: Vec<_> = leaving
+        .into_iter()
+        .map(|(_, (raw, _))| tokio::spawn(async move { drop(raw) }))
+        .collect();
+    for task in hanging_up {
+        task.await.expect("hang-up task");
+    }
     until(addr, "/topics/rooms/1", "the leavers are gone", |b| {
         b["subscribers"] == N / 2
     })

@@ -8,7 +8,7 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | `hub` | [`Hub`]: client slots and their lifecycle, subscriptions, the hub-wide publish order, timers, shutdown |
+//! | `hub` | [`Hub`]: client slots and their lifecycle, subscriptions, the hub-wide publish order, timers, shutdown, presence snapshots |
 //! | `reason` | [`CloseReason`], shared by every layer below the hub |
 //! | `clock` | [`Clock`]: the time source a hub may stamp pushes with |
 //! | `topics` | topic names, subscriber indexes, replay rings |
@@ -67,8 +67,9 @@ pub use error::{
     TopicError,
 };
 pub use hub::{
-    CloseGuard, CloseOutcome, Hub, PublishReport, Reservation, ReserveOptions, ShutdownReport,
-    TickReport,
+    ClientList, ClientPage, CloseGuard, CloseOutcome, Hub, ParseCursorError, ParseSortError,
+    PublishReport, Reservation, ReserveOptions, ShutdownReport, TickReport, TopicCursor, TopicList,
+    TopicPage, TopicPresence, TopicSort, TopicSummary, DEFAULT_PRESENCE_PAGE, MAX_PRESENCE_PAGE,
 };
 pub use id::{ClientId, EventId, ParseIdError};
 pub use metrics::MetricsSnapshot;

@@ -67,6 +67,11 @@ impl ReplayRing {
         while self.evict_oldest() {}
     }
 
+    /// Events retained.
+    pub(crate) fn len(&self) -> usize {
+        self.events.len()
+    }
+
     /// Bytes of the frames retained.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes

@@ -10,7 +10,12 @@
 //! - a topic whose `dead` flag is set is in no map and takes no subscriber
 //!   or event; publishers that find it dead look the name up again;
 //! - **I5**: a topic is kept while it has subscribers or retained events,
-//!   and dropped from the map once it has neither.
+//!   and dropped from the map once it has neither;
+//! - **P1** (presence counters): `last_seq` is the newest sequence number
+//!   published on this topic in its life (0: none), so it is at least every
+//!   retained event's and at most the hub's; `rate` counts those publishes
+//!   per second of their push stamp. Both change only in `publish`, under
+//!   the topic lock it already holds.
 
 use crate::error::TopicError;
 use crate::id::IdHashBuilder;
@@ -79,6 +84,76 @@ pub(crate) struct TopicState {
     /// empty and events expire by age.
     pub(crate) expiry: Option<u64>,
     pub(crate) dead: bool,
+    /// The newest sequence number published on this topic (0: none yet).
+    pub(crate) last_seq: u64,
+    /// Publishes per second over the last minute; allocated on the first
+    /// publish, so topics that only have subscribers do not pay for it.
+    pub(crate) rate: Option<Box<RateWindow>>,
+}
+
+/// Nanoseconds in a second: the width of one [`RateWindow`] bucket.
+pub(crate) const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+/// Events per second of clock time over the last [`RateWindow::SECONDS`]
+/// seconds: a ring of one-second buckets, indexed by `second % SECONDS`.
+///
+/// Invariant: the buckets hold the seconds `newest - SECONDS + 1 ..=
+/// newest` (older buckets are zeroed as `newest` moves forward), so a read
+/// sums only buckets whose second is inside both that span and the
+/// reader's window. Recording and reading are O(1) amortized and O(SECONDS)
+/// at worst; the ring is 248 bytes.
+#[derive(Debug)]
+pub(crate) struct RateWindow {
+    counts: [u32; Self::SECONDS as usize],
+    newest: u64,
+}
+
+impl RateWindow {
+    /// The window: one minute.
+    pub(crate) const SECONDS: u64 = 60;
+
+    fn new(second: u64) -> Self {
+        Self {
+            counts: [0; Self::SECONDS as usize],
+            newest: second,
+        }
+    }
+
+    fn bucket(second: u64) -> usize {
+        (second % Self::SECONDS) as usize
+    }
+
+    /// Counts one event stamped in `second` (clock seconds). An event older
+    /// than the span the ring holds (a publish that read the clock long
+    /// before it got the lock) is not counted.
+    pub(crate) fn record(&mut self, second: u64) {
+        if second > self.newest {
+            if second - self.newest >= Self::SECONDS {
+                self.counts = [0; Self::SECONDS as usize];
+            } else {
+                for s in self.newest + 1..=second {
+                    self.counts[Self::bucket(s)] = 0;
+                }
+            }
+            self.newest = second;
+        } else if self.newest - second >= Self::SECONDS {
+            return;
+        }
+        let count = &mut self.counts[Self::bucket(second)];
+        *count = count.saturating_add(1);
+    }
+
+    /// Events stamped in the window that ends with `second`: that second
+    /// (so far) and the `SECONDS - 1` before it.
+    pub(crate) fn count(&self, second: u64) -> u64 {
+        let low = second
+            .saturating_sub(Self::SECONDS - 1)
+            .max(self.newest.saturating_sub(Self::SECONDS - 1));
+        let high = second.min(self.newest);
+        (low..=high)
+            .map(|s| u64::from(self.counts[Self::bucket(s)]))
+            .sum()
+    }
 }
 
 impl Topic {
@@ -97,6 +172,8 @@ impl Topic {
                 ring: ReplayRing::new(capacity, evicted_newest),
                 expiry: None,
                 dead: false,
+                last_seq: 0,
+                rate: None,
             }),
         }
     }
@@ -127,6 +204,24 @@ impl TopicState {
 
     pub(crate) fn contains(&self, id: ClientId) -> bool {
         self.pos.contains_key(&id)
+    }
+
+    /// Updates the presence counters (P1) for an event published on this
+    /// topic with sequence number `seq`, pushed at clock time `now`.
+    pub(crate) fn record_publish(&mut self, seq: u64, now: u64) {
+        self.last_seq = self.last_seq.max(seq);
+        let second = now / NANOS_PER_SECOND;
+        self.rate
+            .get_or_insert_with(|| Box::new(RateWindow::new(second)))
+            .record(second);
+    }
+
+    /// Events published on this topic in the minute that ends with clock
+    /// time `now` (whole seconds; see [`RateWindow`]).
+    pub(crate) fn events_last_minute(&self, now: u64) -> u64 {
+        self.rate
+            .as_ref()
+            .map_or(0, |rate| rate.count(now / NANOS_PER_SECOND))
     }
 
     /// Neither subscribers nor retained events: the topic may be dropped.
@@ -246,6 +341,32 @@ mod tests {
         topic.state.lock().dead = true;
         map.retire(&topic, evicted);
         map.trim();
+    }
+
+    #[test]
+    fn the_rate_window_counts_the_last_sixty_seconds() {
+        let mut rate = RateWindow::new(0);
+        rate.record(0);
+        rate.record(0);
+        rate.record(30);
+        assert_eq!(rate.count(0), 2);
+        assert_eq!(rate.count(59), 3);
+        assert_eq!(rate.count(60), 1, "second 0 left the window");
+        assert_eq!(rate.count(89), 1);
+        assert_eq!(rate.count(90), 0);
+        // A reader behind the newest event sees only its own window.
+        assert_eq!(rate.count(10), 2);
+        // Moving forward zeroes what the ring reuses.
+        rate.record(61);
+        assert_eq!(rate.count(61), 2);
+        rate.record(200);
+        assert_eq!(rate.count(200), 1);
+        // Too old to be in the ring: not counted, not wrapped onto a
+        // newer bucket.
+        rate.record(100);
+        assert_eq!(rate.count(200), 1);
+        rate.record(u64::MAX);
+        assert_eq!(rate.count(u64::MAX), 1);
     }
 
     #[test]

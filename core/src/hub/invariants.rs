@@ -97,6 +97,13 @@ impl Hub {
                     format!("topic {name:?} kept with no subscriber or event"),
                 );
             }
+            let newest = shared.seq.load(crate::sync::Ordering::Acquire);
+            if state.last_seq > newest || state.ring.after(state.last_seq).next().is_some() {
+                return fail(
+                    "P1",
+                    format!("topic {name:?}: last published seq {} is behind its ring or ahead of the hub's {newest}", state.last_seq),
+                );
+            }
             for sub in &state.subs {
                 let ok = reg
                     .lookup(sub.id)

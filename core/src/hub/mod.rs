@@ -10,6 +10,7 @@
 //! | `timers` | `tick`, `flushed`, heartbeats, idle/stall timeouts, replay expiry |
 //! | `shutdown` | refusing new clients and sending every client its final frame |
 //! | `frames` | the frames the hub writes itself: ids, reset, heartbeat, shutdown |
+//! | `presence` | topic and subscriber snapshots for operators, without stalling publishing |
 //! | `invariants` | [`Hub::check_invariants`] |
 //!
 //! # Client state machine
@@ -37,7 +38,8 @@
 //! only in name order) → a queue. The `expiry` set is a leaf. No path takes
 //! a lock to the left of one it holds. `publish` takes no registry lock
 //! while it holds the sequencer; it closes slow consumers after releasing
-//! it.
+//! it. Presence snapshots take no registry lock and no sequencer, and hold
+//! one lock at a time (the map's, then each topic's).
 //!
 //! # The hub-wide order (I7)
 //!
@@ -54,6 +56,7 @@
 mod frames;
 mod invariants;
 mod lifecycle;
+mod presence;
 mod publish;
 mod shutdown;
 mod slots;
@@ -61,6 +64,10 @@ mod subscriptions;
 mod timers;
 
 pub use lifecycle::{CloseGuard, CloseOutcome, Reservation, ReserveOptions};
+pub use presence::{
+    ClientList, ClientPage, ParseCursorError, ParseSortError, TopicCursor, TopicList, TopicPage,
+    TopicPresence, TopicSort, TopicSummary, DEFAULT_PRESENCE_PAGE, MAX_PRESENCE_PAGE,
+};
 pub use publish::PublishReport;
 pub use shutdown::ShutdownReport;
 pub use timers::TickReport;

@@ -23,7 +23,9 @@
 //! - **I3**: a closed queue takes nothing (the queue refuses the push);
 //! - **I5**: `publish` creates a topic only together with its first
 //!   retained event, under the map's write lock, so no topic is ever
-//!   visible with neither subscribers nor events on its account.
+//!   visible with neither subscribers nor events on its account;
+//! - **P1**: the topic's presence counters (last seq, rate window) are
+//!   updated in the same critical section as its ring.
 
 use super::frames::{check_direct_frame, ID_FIELD_MAX};
 use super::Hub;
@@ -156,6 +158,7 @@ impl Hub {
                 let before = state.ring.bytes();
                 state.ring.push(seq, frame, now);
                 self.account_retained(before, state.ring.bytes());
+                state.record_publish(seq, now);
                 let expiry = self.file_for_expiry(&mut state);
                 let unused = state.is_unused();
                 drop(state);
@@ -191,6 +194,7 @@ impl Hub {
             let mut state = topic.state.lock();
             state.ring.push(seq, frame, now);
             self.account_retained(0, state.ring.bytes());
+            state.record_publish(seq, now);
             let expiry = self.file_for_expiry(&mut state);
             drop(state);
             drop(map);

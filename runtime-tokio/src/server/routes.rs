@@ -6,6 +6,8 @@
 //! | `POST /publish` `{topic, event?, data}` | publishes, answers `{"id", "delivered"}` | 401/403 (admin token, or a JWT whose `publish` claim covers the topic), 413 too large, 415 not JSON, 400 malformed JSON, 422 unknown fields or bad topic, 503 |
 //! | `POST /clients/{id}/send` `{event?, data}` | sends to one client, answers `{"sent": true}` | 400 bad id, 404 unknown client, as publish |
 //! | `DELETE /clients/{id}[?fatal=true]` | kicks (after the fatal event), answers `{"closed": true}` | 400 bad id or query, 404 unknown client |
+//! | `GET /topics?limit=&cursor=&sort=subscribers\|name` | lists topics (subscribers, retained, last event id, events/s), paginated (`presence`) | 401/403 admin token, 400 query |
+//! | `GET /topics/{topic}[?clients=true&limit=&cursor=]` | one topic's figures, optionally a page of its client ids | 401/403 admin token, 400 query or topic, 404 unknown topic |
 //! | `GET /metrics` | Prometheus text | |
 //! | `GET /healthz` | `{"status": "ok"}` | |
 //! | `GET /` | the demo page | |
@@ -28,6 +30,8 @@ use ssehub_core::codec::{EncodeError, Event};
 use ssehub_core::{ClientId, CloseOutcome, CloseReason, Hub, PublishError, SendError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+
+mod presence;
 
 /// `POST /publish` body.
 #[derive(Debug, Deserialize)]
@@ -58,7 +62,7 @@ pub(crate) struct App {
     pub(crate) open_connections: OnceLock<Arc<AtomicUsize>>,
 }
 
-type Answer = Response<BoxBody>;
+pub(super) type Answer = Response<BoxBody>;
 
 impl App {
     pub(crate) fn new(hub: Hub, config: Arc<ServerConfig>) -> Self {
@@ -116,6 +120,13 @@ impl App {
                 json(StatusCode::OK, serde_json::json!({"status": "ok"}))
             }
             (["metrics"], &Method::GET) => self.metrics(),
+            (["topics", ..], &Method::GET) => match self.check_token(&request) {
+                Err(response) => response,
+                Ok(()) => match path.strip_prefix("/topics/") {
+                    None => presence::list(&self.hub, request.uri().query()),
+                    Some(raw) => presence::topic(&self.hub, raw, request.uri().query()),
+                },
+            },
             (["publish"], &Method::POST) => self.publish(request).await,
             (["clients", id, "send"], &Method::POST) => {
                 let id = (*id).to_owned();
@@ -128,6 +139,7 @@ impl App {
             ([""] | ["healthz"] | ["metrics"], _) => method_not_allowed("GET"),
             (["publish"] | ["clients", _, "send"], _) => method_not_allowed("POST"),
             (["clients", _], _) => method_not_allowed("DELETE"),
+            (["topics", ..], _) => method_not_allowed("GET"),
             _ => json_error(StatusCode::NOT_FOUND, "no such route"),
         };
         tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
@@ -387,7 +399,7 @@ fn event_of(name: Option<String>, data: &serde_json::Value) -> Event {
     }
 }
 
-fn json(status: StatusCode, value: serde_json::Value) -> Answer {
+pub(super) fn json(status: StatusCode, value: serde_json::Value) -> Answer {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -1,0 +1,319 @@
+//! The presence routes: `GET /topics` and `GET /topics/{topic}`, answered
+//! from the hub's snapshots ([`Hub::topics_snapshot`],
+//! [`Hub::topic_presence`]), which never stall publishing.
+//!
+//! The caller (`routes`) checks the admin token first, exactly as for
+//! `POST /publish`. Here every query value is parsed strictly: a bad one
+//! is a [`BadRequest`] (400), never a panic or a silent default.
+//!
+//! | route | query | answers |
+//! |---|---|---|
+//! | `GET /topics` | `limit` (1..=1000, default 100), `cursor`, `sort=subscribers\|name` | `{topics: [summary], next_cursor, total}` |
+//! | `GET /topics/{topic}` | `clients=true`, then `limit`, `cursor` (a client id) | `summary` (+ `clients`, `next_cursor`); 404 unknown topic |
+//!
+//! A summary is `{topic, subscribers, retained, retained_bytes,
+//! last_event_id, events_last_minute, events_per_second}`. The topic in
+//! the path is percent-decoded and may contain `/` as is
+//! (`/topics/orders/42`) or encoded (`/topics/orders%2F42`).
+
+use super::{json, Answer};
+use crate::query::{self, QueryError};
+use crate::respond::json_error;
+use http::StatusCode;
+use serde_json::{json as value, Value};
+use ssehub_core::{
+    validate_topic, ClientId, ClientPage, Hub, ParseCursorError, ParseIdError, ParseSortError,
+    TopicCursor, TopicError, TopicPage, TopicSort, TopicSummary, MAX_PRESENCE_PAGE,
+};
+use std::fmt;
+
+/// Why a presence request was refused with 400.
+#[derive(Debug)]
+enum BadRequest {
+    /// The query string does not decode.
+    Query(QueryError),
+    /// The topic in the path does not decode.
+    Path(QueryError),
+    /// The decoded topic is not a valid name.
+    Topic(TopicError),
+    /// A parameter the route does not take.
+    Unknown(String),
+    /// A parameter given twice.
+    Repeated(&'static str),
+    /// `limit` is not a number in `1..=MAX_PRESENCE_PAGE`.
+    Limit(String),
+    /// `sort` is not `subscribers` or `name`.
+    Sort(ParseSortError),
+    /// `cursor` is not one `GET /topics` handed out.
+    TopicCursor(ParseCursorError),
+    /// `cursor` is not a client id.
+    ClientCursor(ParseIdError),
+    /// `clients` is not a boolean.
+    Clients(String),
+    /// `limit` or `cursor` on a topic without `clients=true`.
+    PagingWithoutClients,
+}
+
+impl fmt::Display for BadRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Query(e) => write!(f, "{e}"),
+            Self::Path(e) => write!(f, "topic in the path: {e}"),
+            Self::Topic(e) => write!(f, "topic in the path: {e}"),
+            Self::Unknown(name) => write!(f, "unknown query parameter {name:?}"),
+            Self::Repeated(name) => write!(f, "query parameter {name:?} given twice"),
+            Self::Limit(given) => write!(
+                f,
+                "limit must be a number from 1 to {MAX_PRESENCE_PAGE}, not {given:?}"
+            ),
+            Self::Sort(e) => write!(f, "{e}"),
+            Self::TopicCursor(e) => write!(f, "{e} (pass back a next_cursor as given)"),
+            Self::ClientCursor(e) => write!(f, "cursor: {e} (pass back a next_cursor as given)"),
+            Self::Clients(given) => write!(f, "clients must be true or false, not {given:?}"),
+            Self::PagingWithoutClients => f.write_str("limit and cursor need clients=true"),
+        }
+    }
+}
+
+impl BadRequest {
+    fn answer(&self) -> Answer {
+        json_error(StatusCode::BAD_REQUEST, &self.to_string())
+    }
+}
+
+/// `GET /topics`.
+pub(super) fn list(hub: &Hub, query: Option<&str>) -> Answer {
+    match list_page(query) {
+        Ok(page) => {
+            let list = hub.topics_snapshot(&page);
+            let topics: Vec<Value> = list.topics.iter().map(summary).collect();
+            json(
+                StatusCode::OK,
+                value!({
+                    "topics": topics,
+                    "next_cursor": list.next.map(|c| c.to_string()),
+                    "total": list.total,
+                }),
+            )
+        }
+        Err(bad) => bad.answer(),
+    }
+}
+
+/// `GET /topics/{topic}`: `raw` is the path after `/topics/`, still
+/// percent-encoded.
+pub(super) fn topic(hub: &Hub, raw: &str, query: Option<&str>) -> Answer {
+    let (name, clients) = match topic_request(raw, query) {
+        Ok(request) => request,
+        Err(bad) => return bad.answer(),
+    };
+    let Some(presence) = hub.topic_presence(&name, clients.as_ref()) else {
+        return json_error(StatusCode::NOT_FOUND, &format!("no topic {name:?}"));
+    };
+    let mut body = summary(&presence.summary);
+    if let (Some(list), Value::Object(fields)) = (presence.clients, &mut body) {
+        let ids: Vec<String> = list.ids.iter().map(ToString::to_string).collect();
+        fields.insert("clients".to_owned(), value!(ids));
+        fields.insert(
+            "next_cursor".to_owned(),
+            value!(list.next.map(|id| id.to_string())),
+        );
+    }
+    json(StatusCode::OK, body)
+}
+
+fn summary(topic: &TopicSummary) -> Value {
+    value!({
+        "topic": topic.name,
+        "subscribers": topic.subscribers,
+        "retained": topic.retained,
+        "retained_bytes": topic.retained_bytes,
+        "last_event_id": topic.last_event_id.map(|id| id.to_string()),
+        "events_last_minute": topic.events_last_minute,
+        "events_per_second": topic.events_per_second(),
+    })
+}
+
+/// The query's pairs, each name at most once.
+fn pairs(query: Option<&str>) -> Result<Vec<(String, String)>, BadRequest> {
+    let pairs = query::parse(query.unwrap_or("")).map_err(BadRequest::Query)?;
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if let Some(known) = ["limit", "cursor", "sort", "clients"]
+            .into_iter()
+            .find(|known| known == name)
+        {
+            if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+                return Err(BadRequest::Repeated(known));
+            }
+        }
+    }
+    Ok(pairs)
+}
+
+fn limit(given: &str) -> Result<usize, BadRequest> {
+    given
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_PRESENCE_PAGE).contains(n))
+        .ok_or_else(|| BadRequest::Limit(given.to_owned()))
+}
+
+fn list_page(query: Option<&str>) -> Result<TopicPage, BadRequest> {
+    let (mut sort, mut size, mut cursor) = (TopicSort::Subscribers, None, None);
+    for (name, given) in pairs(query)? {
+        match name.as_str() {
+            "limit" => size = Some(limit(&given)?),
+            "sort" => sort = given.parse().map_err(BadRequest::Sort)?,
+            "cursor" => {
+                cursor = Some(
+                    given
+                        .parse::<TopicCursor>()
+                        .map_err(BadRequest::TopicCursor)?,
+                );
+            }
+            _ => return Err(BadRequest::Unknown(name)),
+        }
+    }
+    let mut page = TopicPage::new(sort);
+    if let Some(size) = size {
+        page = page.limit(size);
+    }
+    if let Some(cursor) = cursor {
+        page = page.after(cursor);
+    }
+    Ok(page)
+}
+
+fn topic_request(
+    raw: &str,
+    query: Option<&str>,
+) -> Result<(String, Option<ClientPage>), BadRequest> {
+    let name = decode_path(raw).map_err(BadRequest::Path)?;
+    validate_topic(&name).map_err(BadRequest::Topic)?;
+    let (mut clients, mut size, mut cursor) = (false, None, None);
+    for (param, given) in pairs(query)? {
+        match param.as_str() {
+            "clients" => {
+                clients = match given.as_str() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    _ => return Err(BadRequest::Clients(given)),
+                }
+            }
+            "limit" => size = Some(limit(&given)?),
+            "cursor" => {
+                cursor = Some(
+                    given
+                        .parse::<ClientId>()
+                        .map_err(BadRequest::ClientCursor)?,
+                );
+            }
+            _ => return Err(BadRequest::Unknown(param)),
+        }
+    }
+    if !clients {
+        if size.is_some() || cursor.is_some() {
+            return Err(BadRequest::PagingWithoutClients);
+        }
+        return Ok((name, None));
+    }
+    let mut page = ClientPage::new();
+    if let Some(size) = size {
+        page = page.limit(size);
+    }
+    if let Some(cursor) = cursor {
+        page = page.after(cursor);
+    }
+    Ok((name, Some(page)))
+}
+
+/// Percent-decodes a path: `%XX` escapes must be complete, the result
+/// UTF-8. Unlike a query, `+` is a plus sign.
+fn decode_path(raw: &str) -> Result<String, QueryError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+            let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+                return Err(QueryError::BadEscape);
+            };
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| QueryError::NotUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_decode_strictly_and_keep_plus_signs() {
+        assert_eq!(decode_path("orders/42").unwrap(), "orders/42");
+        assert_eq!(decode_path("orders%2F42").unwrap(), "orders/42");
+        assert_eq!(decode_path("a+b%20c").unwrap(), "a+b c");
+        assert_eq!(decode_path("%C3%A9").unwrap(), "é");
+        assert_eq!(decode_path("a%2"), Err(QueryError::BadEscape));
+        assert_eq!(decode_path("a%zz"), Err(QueryError::BadEscape));
+        assert_eq!(decode_path("%FF"), Err(QueryError::NotUtf8));
+    }
+
+    #[test]
+    fn query_values_are_refused_by_type() {
+        assert!(matches!(
+            list_page(Some("limit=0")),
+            Err(BadRequest::Limit(_))
+        ));
+        assert!(matches!(
+            list_page(Some("limit=1001")),
+            Err(BadRequest::Limit(_))
+        ));
+        assert!(matches!(
+            list_page(Some("limit=-1")),
+            Err(BadRequest::Limit(_))
+        ));
+        assert!(matches!(
+            list_page(Some("sort=size")),
+            Err(BadRequest::Sort(_))
+        ));
+        assert!(matches!(
+            list_page(Some("cursor=zz")),
+            Err(BadRequest::TopicCursor(_))
+        ));
+        assert!(matches!(
+            list_page(Some("limit=1&limit=2")),
+            Err(BadRequest::Repeated("limit"))
+        ));
+        assert!(matches!(
+            list_page(Some("offset=3")),
+            Err(BadRequest::Unknown(_))
+        ));
+        assert_eq!(
+            list_page(Some("limit=1000&sort=name")).unwrap(),
+            TopicPage::new(TopicSort::Name).limit(1000)
+        );
+        assert!(matches!(
+            topic_request("a", Some("limit=3")),
+            Err(BadRequest::PagingWithoutClients)
+        ));
+        assert!(matches!(
+            topic_request("a", Some("clients=yes")),
+            Err(BadRequest::Clients(_))
+        ));
+        assert!(matches!(
+            topic_request("a", Some("clients=true&cursor=3.0")),
+            Err(BadRequest::ClientCursor(_))
+        ));
+        assert!(matches!(
+            topic_request("a%0Ab", None),
+            Err(BadRequest::Topic(_))
+        ));
+        assert!(matches!(topic_request("", None), Err(BadRequest::Topic(_))));
+    }
+}

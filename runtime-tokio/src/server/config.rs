@@ -221,6 +221,9 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// TLS, loaded from `--tls-cert` and `--tls-key`; `None`: cleartext.
     pub tls: Option<crate::serve::tls::Tls>,
+    /// How often the dashboard's stats event is sampled and published
+    /// (`GET /dashboard/stream`).
+    pub stats_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -250,6 +253,7 @@ impl Default for ServerConfig {
             h2_keep_alive_timeout: Duration::from_secs(20),
             max_connections: None,
             tls: None,
+            stats_interval: Duration::from_secs(1),
         }
     }
 }

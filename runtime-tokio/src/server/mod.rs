@@ -7,6 +7,7 @@
 //! | [`jwt`] | JWT authorization: keys, claims, topic patterns, token sources |
 //! | `routes` | the HTTP routes (`/events`, `/publish`, `/clients/{id}…`, `/metrics`, `/healthz`, `/`) |
 //! | `metrics` | Prometheus text |
+//! | `dashboard` | `GET /dashboard` (`dashboard.html`) and the stats sampler behind `GET /dashboard/stream` |
 //! | `demo.html` | the demo page served at `/` |
 //! | `script` | `GET /ssehub.js`, the browser client (`runtime-tokio/js/ssehub.js`) |
 //!
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod config;
+mod dashboard;
 pub mod jwt;
 mod metrics;
 mod routes;
@@ -53,6 +55,8 @@ pub struct Server {
     config: Arc<ServerConfig>,
     serve: ServeHandle,
     driver: Driver,
+    /// Publishes the dashboard's stats; stopped on shutdown (or drop).
+    sampler: dashboard::Sampler,
 }
 
 /// What a graceful shutdown did.
@@ -85,6 +89,7 @@ impl Server {
         let config = Arc::new(config);
         let hub = Hub::with_clock(config.hub.clone(), crate::TokioClock);
         let driver = Driver::spawn(hub.clone(), config.tick_interval);
+        let sampler = dashboard::Sampler::spawn(hub.clone(), config.stats_interval);
         let app = Arc::new(App::new(hub.clone(), Arc::clone(&config)));
         let handler_app = Arc::clone(&app);
         // A connection whose socket took nothing for as long as a stalled
@@ -115,6 +120,7 @@ impl Server {
             config,
             serve,
             driver,
+            sampler,
         }
     }
 
@@ -150,6 +156,7 @@ impl Server {
     /// driver.
     pub async fn shutdown(mut self) -> ShutdownSummary {
         self.serve.stop_accepting().await;
+        self.sampler.stop();
         let final_event = Event::new(serde_json::json!({"reason": "shutdown"}).to_string())
             .with_event(self.config.shutdown_event.as_str());
         let streams_closed = match self.hub.shutdown(Some(&final_event)) {

@@ -11,12 +11,19 @@
 //! | `GET /metrics` | Prometheus text | |
 //! | `GET /healthz` | `{"status": "ok"}` | |
 //! | `GET /` | the demo page | |
+//! | `GET /dashboard` | the live dashboard page (`dashboard`); it asks for the admin token | |
+//! | `GET /dashboard/stream` | an SSE stream of the hub's stats (`dashboard`) | 401/403 admin token, 503 limits |
 //! | `GET /ssehub.js` | the browser client, with an `ETag` (304 on `If-None-Match`) | |
+//!
+//! Topics starting with `$ssehub/` are the hub's own: `POST /publish`
+//! and `GET /events` refuse them (403); the stats topic is opened by
+//! `GET /dashboard/stream`, with the admin token.
 //!
 //! `data` may be any JSON value: a string is sent as is, anything else as
 //! its compact JSON text.
 
 use super::config::ServerConfig;
+use super::dashboard;
 use super::jwt::{bearer, Grant};
 use super::metrics::{self, ServerFigures};
 use crate::endpoint::{ConnInfo, Rejection, SseEndpoint};
@@ -57,6 +64,9 @@ pub(crate) struct App {
     hub: Hub,
     config: Arc<ServerConfig>,
     endpoint: SseEndpoint,
+    /// `GET /dashboard/stream`: no CORS, no subscribe hooks (the admin
+    /// token is checked first).
+    stats_endpoint: SseEndpoint,
     demo_page: Bytes,
     start_time_seconds: f64,
     pub(crate) open_connections: OnceLock<Arc<AtomicUsize>>,
@@ -66,6 +76,9 @@ pub(super) type Answer = Response<BoxBody>;
 
 impl App {
     pub(crate) fn new(hub: Hub, config: Arc<ServerConfig>) -> Self {
+        let stats_endpoint = SseEndpoint::new(hub.clone())
+            .with_settings(config.sse.clone())
+            .with_fatal_event(&config.fatal_event);
         let mut endpoint = SseEndpoint::new(hub.clone())
             .with_settings(config.sse.clone())
             .with_fatal_event(&config.fatal_event)
@@ -101,6 +114,7 @@ impl App {
             hub,
             config,
             endpoint,
+            stats_endpoint,
             demo_page,
             start_time_seconds,
             open_connections: OnceLock::new(),
@@ -112,7 +126,12 @@ impl App {
         let method = request.method().clone();
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let response = match (segments.as_slice(), &method) {
-            (["events"], _) => self.endpoint.handle(&request.into_parts().0, &conn),
+            (["events"], _) => match self.check_reserved_topics(&request) {
+                Err(response) => response,
+                Ok(()) => self.endpoint.handle(&request.into_parts().0, &conn),
+            },
+            (["dashboard"], &Method::GET) => dashboard::page(),
+            (["dashboard", "stream"], &Method::GET) => self.stats_stream(request, &conn),
             ([""], &Method::GET) => self.demo(),
             (["ssehub.js"], &Method::GET) => super::script::response(request.headers()),
             (["ssehub.js"], _) => method_not_allowed("GET"),
@@ -136,7 +155,9 @@ impl App {
                 let id = (*id).to_owned();
                 self.kick(&id, &request)
             }
-            ([""] | ["healthz"] | ["metrics"], _) => method_not_allowed("GET"),
+            ([""] | ["healthz"] | ["metrics"] | ["dashboard"] | ["dashboard", "stream"], _) => {
+                method_not_allowed("GET")
+            }
             (["publish"] | ["clients", _, "send"], _) => method_not_allowed("POST"),
             (["clients", _], _) => method_not_allowed("DELETE"),
             (["topics", ..], _) => method_not_allowed("GET"),
@@ -182,6 +203,13 @@ impl App {
             Ok(body) => body,
             Err(response) => return response,
         };
+        if dashboard::is_reserved(&body.topic) {
+            return Rejection::forbidden(format!(
+                "topic {:?} is reserved for the hub's own events",
+                body.topic
+            ))
+            .to_response();
+        }
         if let Some(grant) = publisher {
             if !grant.may_publish(&body.topic) {
                 return Rejection::forbidden(format!(
@@ -273,6 +301,45 @@ impl App {
             }
             Ok(_) => json_error(StatusCode::NOT_FOUND, "no live client with this id"),
             Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    }
+
+    /// `GET /dashboard/stream`: with the admin token, a stream of the
+    /// stats topic (whatever the query asked for).
+    fn stats_stream(&self, request: Request<Incoming>, conn: &ConnInfo) -> Answer {
+        if let Err(response) = self.check_token(&request) {
+            return response;
+        }
+        let (mut parts, _) = request.into_parts();
+        let mut uri = http::uri::Parts::default();
+        uri.path_and_query = Some(http::uri::PathAndQuery::from_static(
+            "/dashboard/stream?topic=%24ssehub%2Fstats",
+        ));
+        match http::Uri::from_parts(uri) {
+            Ok(uri) => parts.uri = uri,
+            Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+        self.stats_endpoint.handle(&parts, conn)
+    }
+
+    /// Reserved topics are not opened by `GET /events` (403), whatever
+    /// the credentials: their stream is `GET /dashboard/stream`. A query
+    /// that does not parse is left to the endpoint (400).
+    #[allow(clippy::result_large_err)]
+    fn check_reserved_topics<B>(&self, request: &Request<B>) -> Result<(), Answer> {
+        let reserved = crate::query::parse(request.uri().query().unwrap_or(""))
+            .ok()
+            .and_then(|pairs| {
+                pairs
+                    .into_iter()
+                    .find(|(name, value)| name == "topic" && dashboard::is_reserved(value))
+            });
+        match reserved {
+            Some((_, topic)) => Err(Rejection::forbidden(format!(
+                "topic {topic:?} is reserved for the hub's own events (see GET /dashboard/stream)"
+            ))
+            .to_response()),
+            None => Ok(()),
         }
     }
 

@@ -923,3 +923,210 @@ async fn over_cleartext_http1_the_seventh_stream_waits_for_a_free_connection() {
         .expect("the browser test took over 90 s");
     common::wait_until("the browser's clients are gone", || hub.is_empty()).await;
 }
+
+/// Publishes `round % 7 + 1` events to `news` per round, each round
+/// followed by the dashboard's next sample; returns how many were
+/// published and the last one's id.
+async fn publish_rounds(
+    browser: &mut Cdp,
+    addr: std::net::SocketAddr,
+    rounds: std::ops::Range<u64>,
+) -> (u64, String) {
+    let (mut published, mut last_id) = (0, String::new());
+    for round in rounds {
+        for _ in 0..round % 7 + 1 {
+            let (status, body) = common::publish(addr, r#"{"topic":"news","data":"x"}"#).await;
+            assert_eq!(status, 200, "{body}");
+            let answer: Value = serde_json::from_str(&body).unwrap();
+            last_id = answer["id"].as_str().unwrap().to_owned();
+            published += 1;
+        }
+        let samples = browser.eval("dashboard.samples").await;
+        browser
+            .wait_for(
+                "the next sample",
+                &format!("dashboard.samples > {samples}"),
+                "true",
+            )
+            .await;
+    }
+    (published, last_id)
+}
+
+/// The dashboard (`GET /dashboard`): a wrong token is refused and
+/// forgotten; the right one, typed into the form, is kept in session
+/// storage only; the SVG charts draw and their figures follow connects,
+/// publishes and a kick. The screenshot goes to `target/dashboard.png`
+/// (the CI artifact), and to `docs/dashboard.png` (the README's) when
+/// `SSEHUB_UPDATE_SCREENSHOT=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_draws_live_stats_that_follow_connects_and_publishes() {
+    let _turn = BROWSER.lock().await;
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let config = ssehub_tokio::server::ServerConfig {
+        stats_interval: Duration::from_millis(100),
+        ..common::config()
+    };
+    let server = common::start(config).await;
+    let addr = server.local_addr();
+
+    let run = async {
+        let mut browser = Cdp::launch(&binary, "about:blank").await;
+        browser.attach_to_page().await;
+        browser
+            .call(
+                "Emulation.setDeviceMetricsOverride",
+                json!({ "width": 1000, "height": 700, "deviceScaleFactor": 1, "mobile": false }),
+                true,
+            )
+            .await;
+        browser.open(&format!("http://{addr}/dashboard")).await;
+        browser
+            .wait_for(
+                "the token form",
+                "window.dashboard && !document.getElementById('login').hidden",
+                "true",
+            )
+            .await;
+        let submit = |token: &str| {
+            format!(
+                "document.getElementById('token').value = {token:?}; \
+                 document.getElementById('login').requestSubmit(); true"
+            )
+        };
+
+        // A wrong token: 403, back to the form, nothing kept.
+        browser.eval(&submit("wrong")).await;
+        let refused = browser
+            .wait_for(
+                "the refusal",
+                "document.getElementById('login-error').textContent !== '' && !document.getElementById('login').hidden",
+                "[dashboard.error, sessionStorage.getItem('ssehub.adminToken'), document.getElementById('login-error').textContent]",
+            )
+            .await;
+        assert_eq!(refused[0], json!({"kind": "fatal-status", "status": 403}));
+        assert_eq!(refused[1], Value::Null);
+
+        // The right one: live, kept for this tab only, charts drawn.
+        browser.eval(&submit(common::TOKEN)).await;
+        let first = browser
+            .wait_for(
+                "the first stats",
+                "dashboard.samples >= 1 && dashboard.state === 'live'",
+                "dashboard.last",
+            )
+            .await;
+        assert_eq!(first["connections"], json!(1), "{first}");
+        assert_eq!(
+            browser
+                .eval("[sessionStorage.getItem('ssehub.adminToken'), localStorage.length]")
+                .await,
+            json!([common::TOKEN, 0])
+        );
+        assert_eq!(
+            browser
+                .eval("document.querySelectorAll('#chart-connections polyline[data-last=\"1\"]').length")
+                .await,
+            json!(1)
+        );
+
+        // Connects: the clients count and the top topics follow.
+        let (news, news_id) = common::subscribe(addr, "/events?topic=news", "").await;
+        let (_news2, _) = common::subscribe(addr, "/events?topic=news&topic=sport", "").await;
+        let (_sport, _) = common::subscribe(addr, "/events?topic=sport", "").await;
+        let (_weather, _) = common::subscribe(addr, "/events?topic=weather", "").await;
+        let drawn = browser
+            .wait_for(
+                "the connects",
+                "document.getElementById('connections').textContent === '5' \
+                 && document.querySelectorAll('#chart-topics rect').length === 3",
+                "[...document.querySelectorAll('#chart-topics rect')].map(r => [r.dataset.name, r.dataset.value])",
+            )
+            .await;
+        assert_eq!(
+            drawn,
+            json!([["news", "2"], ["sport", "2"], ["weather", "1"]])
+        );
+
+        // Publishes, spread over samples: totals, rates and the rate chart.
+        let (published, last_id) = publish_rounds(&mut browser, addr, 0..12).await;
+        let shown = browser
+            .wait_for(
+                "the publishes",
+                &format!("document.getElementById('published-total').textContent === '{published}'"),
+                "[dashboard.history.publishes.some(r => r > 0), document.querySelectorAll('#chart-rates polyline').length]",
+            )
+            .await;
+        assert_eq!(shown, json!([true, 2]));
+
+        // A kick: a close by reason, drawn.
+        kick(addr, &news_id, false).await;
+        drop(news);
+        let kicked = browser
+            .wait_for(
+                "the kick",
+                "document.querySelector('#chart-closes rect[data-name=\"kicked\"]')",
+                "document.querySelector('#chart-closes rect[data-name=\"kicked\"]').dataset.value",
+            )
+            .await;
+        assert_eq!(kicked, json!("1"));
+        browser
+            .wait_for(
+                "the connections after the kick",
+                "document.getElementById('connections').textContent === '4'",
+                "true",
+            )
+            .await;
+
+        // A reconnect with Last-Event-ID: a replay hit.
+        let (_back, _) = common::subscribe(
+            addr,
+            "/events?topic=news",
+            &format!("Last-Event-ID: {last_id}\r\n"),
+        )
+        .await;
+        browser
+            .wait_for(
+                "the replay hit",
+                "document.getElementById('replay-hits').textContent === '1' \
+                 && document.getElementById('connections').textContent === '5'",
+                "true",
+            )
+            .await;
+
+        // Traffic up to the screenshot, so the picture shows rates.
+        publish_rounds(&mut browser, addr, 12..24).await;
+        assert!(
+            browser
+                .eval("dashboard.last.publishes_per_second")
+                .await
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
+
+        let shot = browser
+            .call("Page.captureScreenshot", json!({ "format": "png" }), true)
+            .await;
+        let png = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            shot["data"].as_str().expect("image data"),
+        )
+        .expect("base64");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("dashboard.png"), &png).unwrap();
+        if std::env::var_os("SSEHUB_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+            std::fs::write(root.join("docs/dashboard.png"), &png).unwrap();
+        }
+        browser.close().await;
+    };
+    tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser test took over 90 s");
+}

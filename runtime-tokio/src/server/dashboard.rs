@@ -96,7 +96,14 @@ impl Sampler {
     /// Outside a tokio runtime.
     pub(crate) fn spawn(hub: Hub, interval: Duration) -> Self {
         let interval = interval.max(Duration::from_millis(10));
-        Self(tokio::spawn(sample_forever(hub, interval, node_name())))
+        // The first interval starts now, not when the task first runs.
+        let baseline = (Instant::now(), Totals::of(&hub.metrics(), Own::default()));
+        Self(tokio::spawn(sample_forever(
+            hub,
+            interval,
+            baseline,
+            node_name(),
+        )))
     }
 }
 
@@ -123,11 +130,15 @@ impl Totals {
     }
 }
 
-async fn sample_forever(hub: Hub, interval: Duration, node: String) {
-    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+async fn sample_forever(
+    hub: Hub,
+    interval: Duration,
+    mut previous: (Instant, Totals),
+    node: String,
+) {
+    let mut ticker = tokio::time::interval_at(previous.0 + interval, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut own = Own::default();
-    let mut previous = (Instant::now(), Totals::of(&hub.metrics(), own));
     loop {
         ticker.tick().await;
         let now = Instant::now();
@@ -227,6 +238,55 @@ fn node_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ssehub_core::{ClientStream, Drain, HubConfig, ReserveOptions};
+
+    /// The next stats event queued for `stream`, as JSON.
+    async fn next_stats(stream: &ClientStream) -> Value {
+        loop {
+            let mut frames = Vec::new();
+            let drained = std::future::poll_fn(|cx| stream.poll_drain(cx, &mut frames, 16)).await;
+            assert!(matches!(drained, Drain::Frames(_)), "{drained:?}");
+            for frame in frames {
+                let text = String::from_utf8(frame.to_vec()).unwrap();
+                if text.contains("event: stats\n") {
+                    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                    return serde_json::from_str(data).unwrap();
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rates_are_deltas_over_tokio_time_without_the_samplers_own_events() {
+        let hub = Hub::with_clock(HubConfig::default(), crate::TokioClock);
+        let reservation = hub
+            .reserve(ReserveOptions::new().topic(STATS_TOPIC))
+            .unwrap();
+        let stream = reservation.stream();
+        reservation.activate().unwrap();
+        let started = Instant::now();
+        let _sampler = Sampler::spawn(hub.clone(), Duration::from_secs(2));
+        for _ in 0..4 {
+            hub.publish("news", &Event::new("x")).unwrap();
+        }
+
+        let first = next_stats(&stream).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(first["interval_ms"], 2000);
+        assert_eq!(first["published_total"], 4);
+        assert_eq!(first["publishes_per_second"], 2.0);
+        assert_eq!(first["connections"], 1);
+        assert_eq!(first["dashboards"], 1);
+        assert_eq!(first["topics"], 1, "news; not the stats topic");
+
+        // Nothing published since: the sampler's own event is not counted.
+        let second = next_stats(&stream).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(4));
+        assert_eq!(second["published_total"], 4);
+        assert_eq!(second["publishes_per_second"], 0.0);
+        assert_eq!(second["deliveries_per_second"], 0.0);
+        assert_eq!(hub.metrics().events_published, 6);
+    }
 
     #[test]
     fn the_stats_topic_is_valid_and_reserved() {

@@ -153,6 +153,9 @@ fn a_stream_reports_its_client_and_why_it_was_closed() {
         Some(CloseReason::Kicked),
         "the first reason stands"
     );
+    let metrics = hub.metrics();
+    assert_eq!(metrics.closes_for(CloseReason::Kicked), 1);
+    assert_eq!(metrics.closes_for(CloseReason::IdleTimeout), 0);
 }
 
 /// Counts its wake-ups.

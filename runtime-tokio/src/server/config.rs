@@ -677,7 +677,10 @@ mod tests {
     fn bad_config_is_refused_with_the_flag_named() {
         for (args, needle) in [
             (&["--heartbeat=90s"][..], "--heartbeat"),
-            (&["--heartbeat=1s", "--idle-timeout=1005ms"][..], "--heartbeat"),
+            (
+                &["--heartbeat=1s", "--idle-timeout=1005ms"][..],
+                "--heartbeat",
+            ),
             (&["--queue-frames=0"][..], "--queue-frames"),
             (&["--token=short"][..], "--token"),
             (&["--cors-origin=https://a.example/"][..], "--cors-origin"),

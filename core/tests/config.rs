@@ -71,6 +71,16 @@ fn an_idle_timeout_not_past_the_heartbeat_tick_is_refused() {
     assert_eq!(HubConfig::default().validate(), Ok(()));
 }
 
+#[test]
+fn a_shutdown_window_of_one_instant_is_valid_and_an_inverted_one_is_not() {
+    let window = |lo, hi| HubConfig {
+        shutdown_retry_window: (Duration::from_secs(lo), Duration::from_secs(hi)),
+        ..HubConfig::default()
+    };
+    assert_eq!(window(3, 3).validate(), Ok(()));
+    assert_eq!(window(3, 2).validate(), Err(ConfigError::InvertedWindow));
+}
+
 fn drain_all(stream: &ClientStream) -> usize {
     let mut out = Vec::new();
     while let Drain::Frames(_) = stream.drain(&mut out, 64) {}

@@ -78,7 +78,7 @@ fn activate_subscribe_publish_and_send_errors() {
     );
     let too_large = EncodeError::TooLarge { size: 10, limit: 4 };
     assert_eq!(
-        text(&PublishError::Encode(too_large.clone())),
+        text(&PublishError::Encode(too_large)),
         "cannot encode event: encoded event is 10 bytes, over the limit of 4"
     );
     assert_eq!(

@@ -62,7 +62,11 @@ pub struct HubConfig {
     /// comment, so browser scripts can see them.
     pub heartbeat_event: Option<String>,
     /// Close a client with `IdleTimeout` when no flush was reported for this
-    /// long. Only meaningful when the adapter reports flushes.
+    /// long. Only meaningful when the adapter reports flushes. A quiet
+    /// client stays alive only through heartbeats, so [`validate`] wants
+    /// a heartbeat and this at least `heartbeat_interval + timer_resolution`.
+    ///
+    /// [`validate`]: HubConfig::validate
     pub idle_timeout: Option<Duration>,
     /// Close a client with `WriteStalled` when its queue is non-empty and no
     /// flush was reported for this long.
@@ -116,6 +120,21 @@ pub enum ConfigError {
     BadEventName(&'static str),
     /// The shutdown retry window ends before it starts.
     InvertedWindow,
+    /// An idle timeout without heartbeats: a healthy client on a quiet topic
+    /// receives nothing, flushes nothing, and is dropped as idle.
+    IdleWithoutHeartbeat,
+    /// The idle timeout is shorter than `heartbeat_interval +
+    /// timer_resolution`: the idle deadline can fire before (or in the same
+    /// tick as) the heartbeat that would have kept a healthy quiet client
+    /// alive, since each deadline may fire up to one resolution late.
+    IdleBeforeHeartbeat {
+        /// The configured idle timeout.
+        idle_timeout: Duration,
+        /// The configured heartbeat interval.
+        heartbeat_interval: Duration,
+        /// The configured timer resolution.
+        timer_resolution: Duration,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -125,6 +144,18 @@ impl fmt::Display for ConfigError {
             Self::ZeroDuration(field) => write!(f, "{field} must be longer than zero"),
             Self::BadEventName(field) => write!(f, "{field} must not contain CR or LF"),
             Self::InvertedWindow => f.write_str("shutdown_retry_window ends before it starts"),
+            Self::IdleWithoutHeartbeat => f.write_str(
+                "idle_timeout needs heartbeat_interval, or healthy quiet clients are dropped as idle",
+            ),
+            Self::IdleBeforeHeartbeat {
+                idle_timeout,
+                heartbeat_interval,
+                timer_resolution,
+            } => write!(
+                f,
+                "idle_timeout ({idle_timeout:?}) must be at least heartbeat_interval ({heartbeat_interval:?}) \
+                 plus timer_resolution ({timer_resolution:?}), or healthy quiet clients are dropped as idle"
+            ),
         }
     }
 }
@@ -136,6 +167,11 @@ impl HubConfig {
     /// accepts any value (degenerate ones behave as documented: a zero
     /// queue bound closes every client as a slow consumer at its first
     /// frame); servers should call this on user-supplied configuration.
+    ///
+    /// Besides zero bounds and malformed names, it refuses timeouts that
+    /// would drop a healthy quiet client (SPEC §5): an idle timeout without
+    /// heartbeats, or one shorter than `heartbeat_interval +
+    /// timer_resolution`.
     ///
     /// # Errors
     ///
@@ -175,6 +211,29 @@ impl HubConfig {
         }
         if self.shutdown_retry_window.0 > self.shutdown_retry_window.1 {
             return Err(ConfigError::InvertedWindow);
+        }
+        self.check_idle_after_heartbeat()
+    }
+
+    /// SPEC §5: a healthy quiet client is never dropped. Its only traffic is
+    /// heartbeats, so the heartbeat must fire, and be flushed, before the
+    /// idle deadline. Both deadlines round up to the timer resolution, so
+    /// the heartbeat's tick comes strictly before the idle one only when
+    /// `idle_timeout >= heartbeat_interval + timer_resolution`.
+    fn check_idle_after_heartbeat(&self) -> Result<(), ConfigError> {
+        let Some(idle_timeout) = self.idle_timeout else {
+            return Ok(());
+        };
+        let Some(heartbeat_interval) = self.heartbeat_interval else {
+            return Err(ConfigError::IdleWithoutHeartbeat);
+        };
+        let earliest = heartbeat_interval.saturating_add(self.timer_resolution);
+        if idle_timeout < earliest {
+            return Err(ConfigError::IdleBeforeHeartbeat {
+                idle_timeout,
+                heartbeat_interval,
+                timer_resolution: self.timer_resolution,
+            });
         }
         Ok(())
     }

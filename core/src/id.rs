@@ -233,6 +233,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn parse_errors_say_what_is_wrong() {
+        assert_eq!(ParseIdError::Malformed.to_string(), "malformed id");
+        assert_eq!(
+            ParseIdError::OutOfRange.to_string(),
+            "id number out of range"
+        );
+        assert_eq!(ParseIdError::Zero.to_string(), "id generation is zero");
+    }
+
+    #[test]
+    fn id_hasher_tells_every_part_of_an_id_apart() {
+        use std::collections::HashSet;
+        use std::hash::{BuildHasher, Hasher};
+        let build = IdHashBuilder::default();
+        let mut seen = HashSet::new();
+        for index in 0..64 {
+            for generation in 1..=64 {
+                let id = ClientId::new(index, NonZeroU64::new(generation).unwrap());
+                assert!(seen.insert(build.hash_one(id)), "{id} collides");
+            }
+        }
+        // Raw bytes are hashed byte by byte, in order.
+        let hash_bytes = |bytes: &[u8]| {
+            let mut hasher = build.build_hasher();
+            hasher.write(bytes);
+            hasher.finish()
+        };
+        let words: HashSet<u64> = [&b""[..], b"a", b"b", b"ab", b"ba", b"aa"]
+            .into_iter()
+            .map(hash_bytes)
+            .collect();
+        assert_eq!(words.len(), 6);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
 

@@ -384,6 +384,38 @@ mod tests {
     }
 
     #[test]
+    fn len_hint_bounds_every_field_even_beside_the_longest_retry() {
+        // `retry:` with `Duration::MAX` uses up the hint's slack: each
+        // field's own share must then cover it.
+        let longest = Duration::MAX;
+        let events = [
+            Event::new("x").with_retry(longest),
+            Event::new("").with_retry(longest),
+            Event::new("x\ny\nz").with_retry(longest),
+            Event::empty().with_comment("c").with_retry(longest),
+            Event::empty().with_comment("c\nd\ne").with_retry(longest),
+            Event::empty().with_event("e").with_retry(longest),
+            Event::empty().with_id("i").with_retry(longest),
+            Event::new("x\ny")
+                .with_comment("c\nd")
+                .with_event("e")
+                .with_id("i")
+                .with_retry(longest),
+        ];
+        for e in &events {
+            let len = e.to_bytes().unwrap().len();
+            assert!(e.encoded_len_hint(e.id()) >= len, "{e:?}: {len}");
+        }
+    }
+
+    #[test]
+    fn a_comment_is_written_before_the_fields() {
+        let e = Event::new("x").with_comment("c");
+        assert_eq!(e.comment(), Some("c"));
+        assert_eq!(enc(&e), ": c\ndata: x\n\n");
+    }
+
+    #[test]
     fn comment_frame_is_a_bare_colon_for_heartbeats() {
         assert_eq!(&comment_frame("")[..], b":\n\n");
         assert_eq!(&comment_frame("a\nb")[..], b": a\n: b\n\n");

@@ -331,9 +331,12 @@ impl ServerConfig {
             ));
         }
         if let (Some(heartbeat), Some(idle)) = (heartbeat, idle_timeout) {
-            if heartbeat >= idle {
+            // The core's rule (`HubConfig::validate`): the heartbeat's tick
+            // must come before the idle deadline's, a resolution apart.
+            let resolution = HubConfig::default().timer_resolution;
+            if heartbeat.saturating_add(resolution) > idle {
                 return err(format!(
-                    "--heartbeat ({heartbeat:?}) must be shorter than --idle-timeout ({idle:?}), or quiet clients are dropped as idle"
+                    "--heartbeat ({heartbeat:?}) must be shorter than --idle-timeout ({idle:?}) by at least the timer resolution ({resolution:?}), or quiet clients are dropped as idle"
                 ));
             }
         }
@@ -678,6 +681,10 @@ mod tests {
     fn bad_config_is_refused_with_the_flag_named() {
         for (args, needle) in [
             (&["--heartbeat=90s"][..], "--heartbeat"),
+            (
+                &["--heartbeat=1s", "--idle-timeout=1005ms"][..],
+                "--heartbeat",
+            ),
             (&["--queue-frames=0"][..], "--queue-frames"),
             (&["--token=short"][..], "--token"),
             (&["--cors-origin=https://a.example/"][..], "--cors-origin"),

@@ -137,3 +137,21 @@ fn invariant_and_config_errors() {
          or healthy quiet clients are dropped as idle"
     );
 }
+
+#[test]
+fn budget_and_frame_errors() {
+    assert_eq!(
+        text(&ActivateError::TopicBudget { limit: 16 }),
+        "budget of 16 new topics created by subscribing spent"
+    );
+    assert_eq!(
+        text(&SubscribeError::TopicBudget { limit: 3 }),
+        "budget of 3 new topics created by subscribing spent"
+    );
+    assert_eq!(
+        text(&SendError::InvalidFrame {
+            reason: "a direct frame must not set an id"
+        }),
+        "invalid frame: a direct frame must not set an id"
+    );
+}

@@ -364,9 +364,11 @@ impl SseEndpoint {
                     );
                 }
             }
+            // `retry-after` too: a page's `ssehub.js` on another origin must
+            // see a 503's floor to honour it, as a same-origin page does.
             headers.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("client-id"),
+                HeaderValue::from_static("client-id, retry-after"),
             );
         }
         if !self.cors.is_off() {

@@ -360,6 +360,12 @@ async fn cors_allows_configured_origins_with_credentials() {
         Some("true")
     );
     assert_eq!(head.header("vary"), Some("origin"));
+    // The page may read the client id, and a 503's Retry-After (ssehub.js
+    // honours it as a floor, across origins too).
+    assert_eq!(
+        head.header("access-control-expose-headers"),
+        Some("client-id, retry-after")
+    );
     let (_raw, head) = open(addr, "/events?topic=c", "Origin: https://evil.example\r\n").await;
     assert_eq!(head.header("access-control-allow-origin"), None);
     // Errors carry CORS headers too, so the page can read why.

@@ -334,6 +334,12 @@ mod tests {
             Err(TopicError::ControlCharacter { at: 2 })
         );
         assert!(validate_topic("ünïcødé/✓").is_ok());
+        // Space is the first byte after the C0 controls: allowed.
+        assert!(validate_topic("a b").is_ok());
+        assert_eq!(
+            validate_topic("a\u{1f}b"),
+            Err(TopicError::ControlCharacter { at: 1 })
+        );
     }
 
     fn retire_with(map: &mut TopicMap, name: &str, evicted: u64) {

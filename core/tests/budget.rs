@@ -207,6 +207,15 @@ fn the_rings_stay_within_the_byte_budget_oldest_first() {
         hub.check_invariants().unwrap();
     }
     assert!(hub.metrics().events_evicted > 0);
+    // Eviction stops at 7/8 of the budget, so what is left is close to it,
+    // and the total is what the rings hold (H1), not an estimate.
+    let frame = hub.retained_bytes() / (hub.retained_bytes() / 1_000).max(1);
+    assert!(
+        hub.retained_bytes() >= 7 * 64 * 1_024 / 8 - frame,
+        "{}",
+        hub.retained_bytes()
+    );
+    assert_eq!(hub.metrics().retained_bytes, hub.retained_bytes());
     // The oldest went first: resuming from an early id is a reset, from a
     // recent one an exact replay across all four topics.
     let r = hub
@@ -233,5 +242,24 @@ fn the_rings_stay_within_the_byte_budget_oldest_first() {
     for (frame, id) in got.iter().zip(&ids[390..]) {
         assert!(frame.starts_with(&format!("id: {id}\n")));
     }
+    hub.check_invariants().unwrap();
+}
+
+#[test]
+fn the_retained_total_follows_every_ring_operation() {
+    let hub = Hub::new(
+        HubConfig {
+            replay_capacity: 2,
+            ..config()
+        },
+        Instant::now(),
+    );
+    assert_eq!(hub.retained_bytes(), 0);
+    let one = hub.publish("a", &Event::new("x")).unwrap().id;
+    let frame = format!("id: {one}\ndata: x\n\n").len() as u64;
+    assert_eq!(hub.retained_bytes(), frame);
+    hub.publish("a", &Event::new("y")).unwrap();
+    hub.publish("a", &Event::new("z")).unwrap(); // evicts "x": capacity 2
+    assert_eq!(hub.retained_bytes(), 2 * frame);
     hub.check_invariants().unwrap();
 }

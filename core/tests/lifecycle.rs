@@ -307,6 +307,41 @@ fn publishing_to_a_new_topic_past_the_limit_is_a_typed_error() {
 }
 
 #[test]
+fn the_client_counts_follow_the_states() {
+    let hub = Hub::new(quiet(), Instant::now());
+    assert!(hub.is_empty());
+    let reserved = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    assert!(!hub.is_empty());
+    let active = hub
+        .reserve(ReserveOptions::new().topic("a"))
+        .unwrap()
+        .activate()
+        .unwrap();
+    let m = hub.metrics();
+    assert_eq!(
+        (
+            m.clients_reserved,
+            m.clients_active,
+            m.clients_close_pending
+        ),
+        (1, 1, 0)
+    );
+    let _ = hub.close(reserved.id(), CloseReason::ClientGone);
+    let m = hub.metrics();
+    assert_eq!(
+        (
+            m.clients_reserved,
+            m.clients_active,
+            m.clients_close_pending
+        ),
+        (1, 1, 1)
+    );
+    drop(reserved);
+    let _ = hub.close(active, CloseReason::ClientGone);
+    assert!(hub.is_empty());
+}
+
+#[test]
 fn close_guard_closes_on_drop_unless_disarmed() {
     let hub = Hub::new(quiet(), Instant::now());
     let id = hub

@@ -52,6 +52,7 @@ mod error;
 mod hub;
 mod id;
 pub mod metrics;
+mod presence_feed;
 mod queue;
 mod reason;
 pub mod reconnect;
@@ -73,6 +74,7 @@ pub use hub::{
 };
 pub use id::{ClientId, EventId, ParseIdError};
 pub use metrics::MetricsSnapshot;
+pub use presence_feed::{pattern_matches, PresenceConfig, MAX_SUBJECT_LEN};
 pub use queue::{ClientStream, Drain};
 pub use reason::CloseReason;
 pub use topics::{validate_topic, MAX_TOPIC_LEN};

@@ -47,6 +47,7 @@ pub struct ReserveOptions {
     topics: Vec<String>,
     last_event_id: Option<String>,
     peer: Option<String>,
+    subject: Option<String>,
 }
 
 impl ReserveOptions {
@@ -85,6 +86,15 @@ impl ReserveOptions {
     #[must_use]
     pub fn peer(mut self, peer: impl Into<String>) -> Self {
         self.peer = Some(peer.into());
+        self
+    }
+
+    /// Who the client is (e.g. a JWT's `sub`), carried as `sub` in the
+    /// join/leave events of topics with presence; cut to
+    /// [`MAX_SUBJECT_LEN`](crate::MAX_SUBJECT_LEN) bytes.
+    #[must_use]
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
         self
     }
 }
@@ -259,6 +269,7 @@ impl Hub {
             joined: Vec::new(),
             last_event_id: opts.last_event_id,
             created: 0,
+            subject: opts.subject.map(crate::presence_feed::bounded_subject),
         });
         // `vacant_key() <= u32::MAX` was checked above under the same lock.
         let id = ClientId::new(index as u32, generation);
@@ -386,6 +397,7 @@ impl Hub {
         for guard in guards.iter_mut() {
             guard.subscribe(id, Arc::clone(&entry.queue));
         }
+        self.presence_joined_all(id, entry.subject.as_ref(), &entry.names, guards);
     }
 
     /// Frees a reservation dropped without activation.
@@ -493,7 +505,9 @@ impl Hub {
         let mut unused = Vec::new();
         for topic in &entry.joined {
             let mut state = topic.state.lock();
-            state.unsubscribe(ClientId::new(index, entry.generation));
+            let id = ClientId::new(index, entry.generation);
+            state.unsubscribe(id);
+            self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), false);
             if state.is_unused() {
                 unused.push(Arc::clone(topic));
             }

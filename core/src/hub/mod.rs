@@ -118,6 +118,8 @@ struct Shared {
     peer_topics: Mutex<HashMap<crate::sync::SharedStr, usize>>,
     metrics: Metrics,
     resolution: u64,
+    /// Join/leave summaries due, and clients a presence push overflowed.
+    presence: presence::PresenceDue,
 }
 
 /// The registry of clients and topics. Cheap to clone (a shared handle);
@@ -212,6 +214,7 @@ impl Hub {
                 peer_topics: Mutex::new(HashMap::new()),
                 metrics: Metrics::default(),
                 resolution,
+                presence: presence::PresenceDue::new(),
                 nanos,
                 config,
             }),

@@ -174,7 +174,7 @@ impl Hub {
     /// `tick` on a fixed short interval (as the tokio adapter's did) keeps
     /// that stamp fresh; one that sleeps until
     /// [`TickReport::next_deadline`] should build the hub
-    /// [`with_clock`](Self::with_clock) instead (see [`crate::clock`]).
+    /// [`with_clock`](Self::with_clock) instead (see [`Clock`](crate::Clock)).
     pub fn new(config: HubConfig, now: Instant) -> Self {
         Self::build(config, now, None)
     }

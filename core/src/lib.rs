@@ -12,6 +12,7 @@
 //! | `reason` | [`CloseReason`], shared by every layer below the hub |
 //! | `clock` | [`Clock`]: the time source a hub may stamp pushes with |
 //! | `topics` | topic names, subscriber indexes, replay rings |
+//! | `presence_feed` | [`PresenceConfig`] (which topics have join/leave events) and each topic's rate limiter and coalescing buffer |
 //! | `queue` | the bounded per-client queue and its reader, [`ClientStream`] |
 //! | `deadline` | heartbeat / idle / stall deadlines in O(what fires) |
 //! | [`codec`] | the `text/event-stream` encoder and incremental decoder |

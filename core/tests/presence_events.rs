@@ -194,6 +194,7 @@ fn churn_is_rate_limited_per_topic_and_coalesced_into_one_net_summary() {
     for &id in &[joined[2], joined[3], joined[0]] {
         let _ = hub.close(id, CloseReason::ClientGone);
     }
+    hub.check_invariants().unwrap();
     let report = hub.tick(clock.now());
     assert_eq!(events(&watching), [], "nothing before the window ends");
     assert_eq!(report.next_deadline, Some(start + Duration::from_secs(1)));

@@ -603,6 +603,20 @@ impl Hub {
         }
     }
 
+    /// PR2's bookkeeping, for the checker: a topic with a pending summary
+    /// is filed under its window's end, so a tick will flush it.
+    pub(super) fn presence_scheduled(&self, name: &SharedStr, state: &TopicState) -> bool {
+        let Some(feed) = state.feed.as_ref().filter(|f| f.is_pending()) else {
+            return true;
+        };
+        let at = feed.window_end(&self.shared.config.presence);
+        self.shared
+            .presence
+            .due
+            .lock()
+            .contains(&(at, SharedStr::clone(name)))
+    }
+
     /// The tick's part: pushes the summaries due at `now`, closes the
     /// clients presence pushes overflowed, and returns when the next
     /// summary is due. Called with no lock held; takes each due topic's

@@ -467,7 +467,7 @@ impl Hub {
         for guard in guards.iter_mut() {
             guard.subscribe(id, Arc::clone(&entry.queue));
         }
-        self.presence_joined_all(id, entry.subject.as_ref(), &entry.names, guards);
+        self.presence_joined_all(id, entry.subject.as_ref(), topics, guards);
     }
 
     /// The events after `after` from a backplane's history and the rings,

@@ -517,21 +517,21 @@ impl PresenceDue {
 }
 
 impl Hub {
-    /// Records that `id` joined the topics of `names`, whose states
-    /// (`states`, in the same order) the caller holds locked, right after
-    /// subscribing it: activation's hook.
+    /// Records that `id` joined `topics`, whose states (`states`, in the
+    /// same order) the caller holds locked, right after subscribing it:
+    /// activation's hook.
     pub(super) fn presence_joined_all(
         &self,
         id: ClientId,
         subject: Option<&SharedStr>,
-        names: &[SharedStr],
+        topics: &[Arc<Topic>],
         states: &mut [crate::sync::MutexGuard<'_, TopicState>],
     ) {
         if self.shared.config.presence.patterns.is_empty() {
             return;
         }
-        for (name, state) in names.iter().zip(states.iter_mut()) {
-            self.presence_change(name, state, id, subject, true);
+        for (topic, state) in topics.iter().zip(states.iter_mut()) {
+            self.presence_change(&topic.name, state, id, subject, true);
         }
     }
 

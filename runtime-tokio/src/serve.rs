@@ -425,25 +425,13 @@ where
             finishing: finishing.clone(),
             peer,
         };
-        let handler = Arc::clone(&handler);
-        let open = Arc::clone(&open);
-        let tls = tls.clone();
-        let streams = streams.clone();
-        connections.spawn(async move {
-            match tls {
-                None => connection.serve(stream, handler, streams).await,
-                // Boxed: the TLS state would otherwise size every task.
-                Some(acceptor) => {
-                    Box::pin(async move {
-                        if let Some(stream) = connection.handshake(acceptor, stream).await {
-                            connection.serve(stream, handler, streams).await;
-                        }
-                    })
-                    .await;
-                }
-            }
-            open.fetch_sub(1, Ordering::Relaxed);
-        });
+        connections.spawn(connection.task(
+            stream,
+            Arc::clone(&handler),
+            streams.clone(),
+            tls.clone(),
+            Arc::clone(&open),
+        ));
     }
     drop(listener);
     let (errors, refused) = (accept_errors.take_suppressed(), refusals.take_suppressed());
@@ -472,6 +460,37 @@ struct Connection {
 }
 
 impl Connection {
+    /// The task serving one accepted connection (over TLS when `tls` is
+    /// set); it counts itself out of `open` when it ends.
+    fn task<H, Fut>(
+        self,
+        stream: tokio::net::TcpStream,
+        handler: Arc<H>,
+        streams: Option<StreamRoute>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        open: Arc<AtomicUsize>,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<BoxBody>> + Send + 'static,
+    {
+        async move {
+            match tls {
+                None => self.serve(stream, handler, streams).await,
+                // Boxed: the TLS state would otherwise size every task.
+                Some(acceptor) => {
+                    Box::pin(async move {
+                        if let Some(stream) = self.handshake(acceptor, stream).await {
+                            self.serve(stream, handler, streams).await;
+                        }
+                    })
+                    .await;
+                }
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// The TLS handshake, within the request-head deadline (and ended by
     /// an eviction); `None` if it failed or did not finish in time.
     async fn handshake(
@@ -751,6 +770,32 @@ mod tests {
         let full = "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 9\r\n\r\nfast full";
         let got = read_exactly(&mut client, full.as_bytes()).await;
         assert_eq!(without_date(&got), without_date(full.as_bytes()));
+    }
+
+    /// What an idle fast-path stream's task carries inline (the hyper
+    /// path and TLS are boxed away). `--nocapture` prints the figure
+    /// quoted in `benches/RESULTS.md`.
+    #[tokio::test]
+    async fn a_connection_task_is_small() {
+        let (server, _client) = accepted_pair().await;
+        let (_finish, finishing) = watch::channel(false);
+        let options = Arc::new(ServeOptions::default());
+        let connection = Connection {
+            builder: Arc::new(builder(&options)),
+            options,
+            activity: Arc::new(Activity::default()),
+            head_deadline: None,
+            finishing,
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+        };
+        let handler = Arc::new(|_: Request<Incoming>, _: ConnInfo| async {
+            Response::new(crate::respond::full(""))
+        });
+        let route: StreamRoute = Arc::new(|_: &http::request::Parts, _: &ConnInfo| None);
+        let task = connection.task(server, handler, Some(route), None, Arc::default());
+        let size = std::mem::size_of_val(&task);
+        println!("connection task future: {size} bytes");
+        assert!(size <= 2048, "{size} bytes");
     }
 
     #[tokio::test]

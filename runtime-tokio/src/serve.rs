@@ -53,6 +53,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rewind::Rewind;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
@@ -66,7 +67,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
-use rewind::Rewind;
 use watchdog::{Activity, Expired, Tracked};
 
 /// Handle of a running accept loop. Dropping it drops every connection at
@@ -658,8 +658,12 @@ mod tests {
         ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
             self.0 += 1;
             std::task::Poll::Ready(match self.0 {
-                1 => Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(b"fast ")))),
-                2 => Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(b"stream")))),
+                1 => Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                    b"fast ",
+                )))),
+                2 => Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                    b"stream",
+                )))),
                 _ => None,
             })
         }
@@ -714,10 +718,14 @@ mod tests {
     async fn the_stream_route_answers_first_and_hyper_gets_the_rest_with_pipelined_bytes() {
         use tokio::io::AsyncWriteExt;
         let server = routed_server().await;
-        let mut client = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .unwrap();
         // Two requests in one write: the second reaches hyper intact.
         client
-            .write_all(b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\nGET /next HTTP/1.1\r\nhost: x\r\n\r\n")
+            .write_all(
+                b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\nGET /next HTTP/1.1\r\nhost: x\r\n\r\n",
+            )
             .await
             .unwrap();
         let fast = "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfast \r\n6\r\nstream\r\n0\r\n\r\n";
@@ -740,7 +748,9 @@ mod tests {
             ("GET /fast HTTP/1.0\r\nhost: x\r\n\r\n", "/fast"),
             ("GET /fast HTTP/1.1\r\nconnection: close\r\n\r\n", "/fast"),
         ] {
-            let mut client = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+            let mut client = tokio::net::TcpStream::connect(server.local_addr())
+                .await
+                .unwrap();
             // In two writes: the head read so far is handed over too.
             let (a, b) = request.split_at(7);
             client.write_all(a.as_bytes()).await.unwrap();
@@ -758,11 +768,15 @@ mod tests {
                     all.extend_from_slice(&buf[..n]);
                 }
             };
-            tokio::time::timeout(Duration::from_secs(20), read).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(20), read)
+                .await
+                .unwrap();
             assert!(all.starts_with(b"HTTP/1."), "{request:?}");
         }
         // A known length is framed with it, not chunked.
-        let mut client = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .unwrap();
         client
             .write_all(b"GET /fast-full HTTP/1.1\r\nhost: x\r\n\r\n")
             .await

@@ -146,7 +146,9 @@ fn flags(args: &[String]) -> Result<Vec<(String, String)>, String> {
 }
 
 fn num<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value.parse().map_err(|_| format!("{flag}: not a number: {value:?}"))
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: not a number: {value:?}"))
 }
 
 // ---------------------------------------------------------------- worker
@@ -352,7 +354,9 @@ async fn read_events(
             if let Some((seq, stamp)) = wire::parse_stamp(data) {
                 let micros = u32::try_from(now.saturating_sub(stamp) / 1000).unwrap_or(u32::MAX);
                 if let Ok(mut latencies) = shared.latencies.lock() {
-                    if let Some(slot) = latencies.get_mut(usize::try_from(seq).unwrap_or(usize::MAX)) {
+                    if let Some(slot) =
+                        latencies.get_mut(usize::try_from(seq).unwrap_or(usize::MAX))
+                    {
                         slot.push(micros);
                         got += 1;
                     }
@@ -416,7 +420,9 @@ fn coordinator_main(args: &[String]) -> Result<(), String> {
         }
     }
     if !matches!(cfg.server.as_str(), "ssehub" | "ssehub-hyper" | "b") {
-        return Err(format!("--server must be ssehub, ssehub-hyper or b\n{USAGE}"));
+        return Err(format!(
+            "--server must be ssehub, ssehub-hyper or b\n{USAGE}"
+        ));
     }
     if cfg.label.is_empty() {
         cfg.label = format!("{} x{}", cfg.server, cfg.connections);
@@ -475,6 +481,25 @@ fn tell(child: &mut Child, line: &str) {
         let _ = writeln!(stdin, "{line}");
         let _ = stdin.flush();
     }
+}
+
+/// This process's user and system CPU time (`/proc/self/stat`, in clock
+/// ticks of 10 ms).
+fn user_sys() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let mut fields = rest.split_whitespace().skip(11);
+    let mut next = || {
+        Duration::from_millis(
+            fields
+                .next()
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 10,
+        )
+    };
+    let user = next();
+    (user, next())
 }
 
 fn heap() -> (usize, usize) {
@@ -549,6 +574,7 @@ async fn coordinate(cfg: Config, fd_limit: u64) -> Result<(), String> {
             .sum()
     };
     let (cpu0, lg_cpu0) = (procstat::cpu_time(me), worker_cpu(&children));
+    let split0 = user_sys();
     let publish_started = Instant::now();
     let mut data = String::new();
     let mut delivered_reported = 0u64;
@@ -568,10 +594,16 @@ async fn coordinate(cfg: Config, fd_limit: u64) -> Result<(), String> {
     }
     let publish_time = publish_started.elapsed();
     let (cpu1, lg_cpu1) = (procstat::cpu_time(me), worker_cpu(&children));
+    let split1 = user_sys();
+    let (user, sys) = (
+        split1.0.saturating_sub(split0.0),
+        split1.1.saturating_sub(split0.1),
+    );
     for child in &mut children {
         tell(child, "report");
     }
-    let mut all = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+    let mut all =
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
     let mut per_event_max = vec![0u64; usize::try_from(cfg.events).unwrap_or(0)];
     let mut deliveries = 0u64;
     for rx in &lines {
@@ -600,26 +632,40 @@ async fn coordinate(cfg: Config, fd_limit: u64) -> Result<(), String> {
     }
     let server_cpu = cpu1.zip(cpu0).map(|(b, a)| b.saturating_sub(a));
     let lg_cpu = lg_cpu1.saturating_sub(lg_cpu0);
-    let cpu_per_delivery_us =
-        server_cpu.map(|c| c.as_secs_f64() * 1e6 / deliveries.max(1) as f64);
+    let cpu_per_delivery_us = server_cpu.map(|c| c.as_secs_f64() * 1e6 / deliveries.max(1) as f64);
     per_event_max.sort_unstable();
     let ms = |micros: u64| micros as f64 / 1000.0;
-    let completion_median = per_event_max.get(per_event_max.len() / 2).copied().unwrap_or(0);
+    let completion_median = per_event_max
+        .get(per_event_max.len() / 2)
+        .copied()
+        .unwrap_or(0);
     let completion_max = per_event_max.last().copied().unwrap_or(0);
     let expected = cfg.events * opened as u64;
 
-    println!("{}: {} connections opened ({} failed) by {} workers in {:.2} s (fd limit {fd_limit})",
-        cfg.label, opened, failed, lines.len(), open_time.as_secs_f64());
-    println!("  server RSS {} -> {} KiB: {:.0} B/conn; heap {:.0} B/conn in {:.1} allocations/conn",
-        rss0, rss1, rss_per_conn, heap_per_conn, allocs_per_conn);
+    println!(
+        "{}: {} connections opened ({} failed) by {} workers in {:.2} s (fd limit {fd_limit})",
+        cfg.label,
+        opened,
+        failed,
+        lines.len(),
+        open_time.as_secs_f64()
+    );
+    println!(
+        "  server RSS {} -> {} KiB: {:.0} B/conn; heap {:.0} B/conn in {:.1} allocations/conn",
+        rss0, rss1, rss_per_conn, heap_per_conn, allocs_per_conn
+    );
     println!("  {} events, {} apart: {deliveries}/{expected} deliveries ({delivered_reported} reported), {complete}/{} workers complete",
         cfg.events, humantime(cfg.interval), lines.len());
     println!("  publish -> receive p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; last subscriber per event: median {:.1} ms, max {:.1} ms",
         ms(all.value_at_quantile(0.5)), ms(all.value_at_quantile(0.99)), ms(all.max()),
         ms(completion_median), ms(completion_max));
-    println!("  server CPU {:.3} s over {:.1} s = {:.2} µs/delivery; load generator CPU {:.3} s",
-        server_cpu.map_or(0.0, |c| c.as_secs_f64()), publish_time.as_secs_f64(),
-        cpu_per_delivery_us.unwrap_or(0.0), lg_cpu.as_secs_f64());
+    println!(
+        "  server CPU {:.3} s over {:.1} s = {:.2} µs/delivery; load generator CPU {:.3} s",
+        server_cpu.map_or(0.0, |c| c.as_secs_f64()),
+        publish_time.as_secs_f64(),
+        cpu_per_delivery_us.unwrap_or(0.0),
+        lg_cpu.as_secs_f64()
+    );
     let json = serde_json::json!({
         "label": cfg.label,
         "server": cfg.server,
@@ -641,6 +687,8 @@ async fn coordinate(cfg: Config, fd_limit: u64) -> Result<(), String> {
         "completion_max_ms": ms(completion_max),
         "server_cpu_s": server_cpu.map(|c| c.as_secs_f64()),
         "server_cpu_per_delivery_us": cpu_per_delivery_us,
+        "server_user_s": user.as_secs_f64(),
+        "server_system_s": sys.as_secs_f64(),
         "loadgen_cpu_s": lg_cpu.as_secs_f64(),
     });
     println!("{json}");

@@ -185,7 +185,8 @@ async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, mut bufs: [&[u8]; 3]) -> i
             IoSlice::new(bufs[1]),
             IoSlice::new(bufs[2]),
         ];
-        let mut n = poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, &slices[first..])).await?;
+        let mut n =
+            poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, &slices[first..])).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -298,45 +299,50 @@ where
     }
     drop(head);
     let mut closing = *conn.finishing.borrow();
-    loop {
-        enum Step {
-            Frame(Option<Result<http_body::Frame<Bytes>, std::convert::Infallible>>),
-            Read(io::Result<usize>),
-            Finish,
-        }
-        let step = tokio::select! {
-            biased;
-            frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => Step::Frame(frame),
-            read = watch_read(&mut io, &mut kept), if kept.len() < MAX_LEFTOVER => Step::Read(read),
-            _ = conn.finishing.wait_for(|finish| *finish), if !closing => Step::Finish,
-        };
-        match step {
-            Step::Finish => closing = true,
-            Step::Read(Ok(0) | Err(_)) => {
-                tracing::debug!(%peer, "peer closed during a stream");
-                return Next::Closed;
+    {
+        // Created once: registering with the drain signal (shared by every
+        // connection) on each frame would take its lock once per delivery.
+        let mut finish = std::pin::pin!(conn.finishing.wait_for(|finish| *finish));
+        loop {
+            enum Step {
+                Frame(Option<Result<http_body::Frame<Bytes>, std::convert::Infallible>>),
+                Read(io::Result<usize>),
+                Finish,
             }
-            Step::Read(Ok(_)) => {}
-            Step::Frame(Some(Ok(frame))) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                let written = match length {
-                    Some(_) => write_all(&mut io, [&data, &[], &[]]).await,
-                    None if data.is_empty() => Ok(()),
-                    None => {
-                        let mut line = [0u8; 20];
-                        let n = chunk_line(data.len(), &mut line);
-                        write_all(&mut io, [&line[..n], &data, b"\r\n"]).await
-                    }
-                };
-                if let Err(error) = written {
-                    tracing::debug!(%peer, %error, "stream write failed");
+            let step = tokio::select! {
+                biased;
+                frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => Step::Frame(frame),
+                read = watch_read(&mut io, &mut kept), if kept.len() < MAX_LEFTOVER => Step::Read(read),
+                _ = finish.as_mut(), if !closing => Step::Finish,
+            };
+            match step {
+                Step::Finish => closing = true,
+                Step::Read(Ok(0) | Err(_)) => {
+                    tracing::debug!(%peer, "peer closed during a stream");
                     return Next::Closed;
                 }
+                Step::Read(Ok(_)) => {}
+                Step::Frame(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let written = match length {
+                        Some(_) => write_all(&mut io, [&data, &[], &[]]).await,
+                        None if data.is_empty() => Ok(()),
+                        None => {
+                            let mut line = [0u8; 20];
+                            let n = chunk_line(data.len(), &mut line);
+                            write_all(&mut io, [&line[..n], &data, b"\r\n"]).await
+                        }
+                    };
+                    if let Err(error) = written {
+                        tracing::debug!(%peer, %error, "stream write failed");
+                        return Next::Closed;
+                    }
+                }
+                Step::Frame(Some(Err(never))) => match never {},
+                Step::Frame(None) => break,
             }
-            Step::Frame(Some(Err(never))) => match never {},
-            Step::Frame(None) => break,
         }
     }
     drop(body);
@@ -358,7 +364,12 @@ mod tests {
     #[test]
     fn chunk_lines_are_lowercase_hex() {
         let mut line = [0u8; 20];
-        for (len, text) in [(0, "0\r\n"), (9, "9\r\n"), (255, "ff\r\n"), (4096, "1000\r\n")] {
+        for (len, text) in [
+            (0, "0\r\n"),
+            (9, "9\r\n"),
+            (255, "ff\r\n"),
+            (4096, "1000\r\n"),
+        ] {
             let n = chunk_line(len, &mut line);
             assert_eq!(&line[..n], text.as_bytes());
         }
@@ -385,7 +396,10 @@ mod tests {
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "GET /events HTTP/1.1\r\nbad header\r\n\r\n",
         ] {
-            assert!(matches!(parse(other.as_bytes()), Parsed::Other), "{other:?}");
+            assert!(
+                matches!(parse(other.as_bytes()), Parsed::Other),
+                "{other:?}"
+            );
         }
     }
 
@@ -399,7 +413,10 @@ mod tests {
         let (parts, ()) = response.into_parts();
         let head = String::from_utf8(encode_head(&parts, None)).unwrap();
         assert!(head.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ndate: "));
-        assert!(head.ends_with("GMT\r\ntransfer-encoding: chunked\r\n\r\n"), "{head}");
+        assert!(
+            head.ends_with("GMT\r\ntransfer-encoding: chunked\r\n\r\n"),
+            "{head}"
+        );
         assert!(!head.contains("99"));
         let head = String::from_utf8(encode_head(&parts, Some(12))).unwrap();
         assert!(head.ends_with("content-length: 12\r\n\r\n"), "{head}");
@@ -415,7 +432,9 @@ mod tests {
                 .unwrap();
             all
         });
-        write_all(&mut a, [b"5\r\n", b"hello", b"\r\n"]).await.unwrap();
+        write_all(&mut a, [b"5\r\n", b"hello", b"\r\n"])
+            .await
+            .unwrap();
         drop(a);
         assert_eq!(reader.await.unwrap(), b"5\r\nhello\r\n");
     }

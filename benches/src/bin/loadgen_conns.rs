@@ -48,6 +48,27 @@ struct Counting;
 
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 static LIVE_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+/// Live allocations by size, in 16-byte classes up to 64 KiB (the last
+/// class holds everything larger): where an idle connection's bytes are.
+static BY_SIZE: [AtomicUsize; SIZE_CLASSES] = [const { AtomicUsize::new(0) }; SIZE_CLASSES];
+const SIZE_CLASSES: usize = 4097;
+
+fn class(size: usize) -> usize {
+    size.div_ceil(16).min(SIZE_CLASSES - 1)
+}
+
+fn counted(size: usize, added: bool) {
+    let slot = &BY_SIZE[class(size)];
+    if added {
+        LIVE_BYTES.fetch_add(size, Ordering::Relaxed);
+        LIVE_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        slot.fetch_add(1, Ordering::Relaxed);
+    } else {
+        LIVE_BYTES.fetch_sub(size, Ordering::Relaxed);
+        LIVE_ALLOCS.fetch_sub(1, Ordering::Relaxed);
+        slot.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 // SAFETY: every method forwards to `System` with the caller's arguments
 // unchanged, so `System`'s guarantees hold; the counters are plain atomics.
@@ -56,8 +77,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: the caller upholds `alloc`'s contract, forwarded as is.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-            LIVE_ALLOCS.fetch_add(1, Ordering::Relaxed);
+            counted(layout.size(), true);
         }
         ptr
     }
@@ -65,16 +85,14 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` came from `alloc`/`realloc` above with `layout`.
         unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        LIVE_ALLOCS.fetch_sub(1, Ordering::Relaxed);
+        counted(layout.size(), false);
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as `alloc`.
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-            LIVE_ALLOCS.fetch_add(1, Ordering::Relaxed);
+            counted(layout.size(), true);
         }
         ptr
     }
@@ -83,8 +101,8 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: the caller upholds `realloc`'s contract, forwarded as is.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
-            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-            LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+            counted(layout.size(), false);
+            counted(new_size, true);
         }
         new
     }
@@ -502,6 +520,10 @@ fn user_sys() -> (Duration, Duration) {
     (user, next())
 }
 
+fn sizes() -> Vec<usize> {
+    BY_SIZE.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+}
+
 fn heap() -> (usize, usize) {
     (
         LIVE_BYTES.load(Ordering::Relaxed),
@@ -518,6 +540,7 @@ async fn coordinate(cfg: Config, fd_limit: u64) -> Result<(), String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = procstat::rss_kib(me).unwrap_or(0);
     let heap0 = heap();
+    let sizes0 = sizes();
 
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let started = Instant::now();
@@ -562,6 +585,7 @@ async fn coordinate(cfg: Config, fd_limit: u64) -> Result<(), String> {
     tokio::time::sleep(cfg.settle).await;
     let rss1 = procstat::rss_kib(me).unwrap_or(0);
     let heap1 = heap();
+    let sizes1 = sizes();
     let per_conn = |a: usize, b: usize| (b.saturating_sub(a)) as f64 / opened.max(1) as f64;
     let rss_per_conn = per_conn(rss0 as usize * 1024, rss1 as usize * 1024);
     let heap_per_conn = per_conn(heap0.0, heap1.0);
@@ -573,6 +597,17 @@ async fn coordinate(cfg: Config, fd_limit: u64) -> Result<(), String> {
             .filter_map(|c| procstat::cpu_time(c.id()))
             .sum()
     };
+    // Live allocations added per connection, by size class.
+    let mut by_size = Vec::new();
+    for (i, (a, b)) in sizes0.iter().zip(&sizes1).enumerate() {
+        let per = b.saturating_sub(*a) as f64 / opened.max(1) as f64;
+        if per >= 0.05 {
+            by_size.push(serde_json::json!({
+                "bytes": format!("{}-{}", (i * 16).saturating_sub(15), i * 16),
+                "per_conn": (per * 100.0).round() / 100.0,
+            }));
+        }
+    }
     let (cpu0, lg_cpu0) = (procstat::cpu_time(me), worker_cpu(&children));
     let split0 = user_sys();
     let publish_started = Instant::now();
@@ -660,8 +695,10 @@ async fn coordinate(cfg: Config, fd_limit: u64) -> Result<(), String> {
         ms(all.value_at_quantile(0.5)), ms(all.value_at_quantile(0.99)), ms(all.max()),
         ms(completion_median), ms(completion_max));
     println!(
-        "  server CPU {:.3} s over {:.1} s = {:.2} µs/delivery; load generator CPU {:.3} s",
+        "  server CPU {:.3} s (user {:.2}, system {:.2}) over {:.1} s = {:.2} µs/delivery; load generator CPU {:.3} s",
         server_cpu.map_or(0.0, |c| c.as_secs_f64()),
+        user.as_secs_f64(),
+        sys.as_secs_f64(),
         publish_time.as_secs_f64(),
         cpu_per_delivery_us.unwrap_or(0.0),
         lg_cpu.as_secs_f64()
@@ -677,6 +714,7 @@ async fn coordinate(cfg: Config, fd_limit: u64) -> Result<(), String> {
         "rss_per_conn_bytes": rss_per_conn,
         "heap_per_conn_bytes": heap_per_conn,
         "allocs_per_conn": allocs_per_conn,
+        "allocs_by_size": by_size,
         "events": cfg.events,
         "deliveries": deliveries,
         "expected": expected,

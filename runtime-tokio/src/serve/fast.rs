@@ -235,6 +235,51 @@ async fn watch_read<I: AsyncRead + Unpin>(io: &mut I, kept: &mut Vec<u8>) -> io:
     .await
 }
 
+/// What the first bytes of a connection are.
+enum Head {
+    /// A request the fast path may take: its head, the head's length, and
+    /// the bytes read (the head and what followed it).
+    Eligible(Parts, usize, Vec<u8>),
+    /// For hyper, with the bytes read.
+    Other(Vec<u8>),
+    /// Closed, timed out, evicted, or told to finish before a head came.
+    Closed,
+}
+
+/// Reads the connection's first request head, within the request-head
+/// deadline (and until eviction or drain).
+async fn read_head<I: AsyncRead + Unpin>(conn: &mut Connection, io: &mut TrackedIo<I>) -> Head {
+    let peer = conn.peer;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        buf.reserve(if buf.is_empty() {
+            FIRST_READ
+        } else {
+            buf.len()
+        });
+        let read = tokio::select! {
+            read = tokio::io::AsyncReadExt::read_buf(io, &mut buf) => read,
+            expired = conn.activity.expired(conn.head_deadline, None) => {
+                match expired {
+                    Expired::Evicted => tracing::debug!(%peer, "evicted to make room: dropping the connection"),
+                    _ => tracing::debug!(%peer, "no request head in time: dropping the connection"),
+                }
+                return Head::Closed;
+            }
+            _ = conn.finishing.wait_for(|finish| *finish) => return Head::Closed,
+        };
+        match read {
+            Ok(0) | Err(_) => return Head::Closed,
+            Ok(_) => {}
+        }
+        match parse(&buf) {
+            Parsed::Partial if buf.len() < MAX_HEAD => {}
+            Parsed::Partial | Parsed::Other => return Head::Other(buf),
+            Parsed::Eligible(request, len) => return Head::Eligible(request, len, buf),
+        }
+    }
+}
+
 /// Serves the connection's first request if it is a stream request the
 /// route takes (see the module docs), and says what happens next.
 pub(super) async fn serve<I>(
@@ -247,57 +292,39 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let peer = conn.peer;
-    let mut buf: Vec<u8> = Vec::new();
-    let (request, len) = loop {
-        buf.reserve(if buf.is_empty() {
-            FIRST_READ
-        } else {
-            buf.len()
-        });
-        let read = tokio::select! {
-            read = tokio::io::AsyncReadExt::read_buf(&mut io, &mut buf) => read,
-            expired = conn.activity.expired(conn.head_deadline, None) => {
-                match expired {
-                    Expired::Evicted => tracing::debug!(%peer, "evicted to make room: dropping the connection"),
-                    _ => tracing::debug!(%peer, "no request head in time: dropping the connection"),
-                }
-                return Next::Closed;
-            }
-            _ = conn.finishing.wait_for(|finish| *finish) => return Next::Closed,
+    // Boxed: the head phase's timers and buffers are needed once, and
+    // would otherwise size the task of every idle stream.
+    let head = Box::pin(read_head(conn, &mut io)).await;
+    // The request and response heads live in this block only, so that
+    // they take no room in the future across the stream's awaits.
+    let (in_flight, mut body, length, head, mut kept) = {
+        let (request, len, mut buf) = match head {
+            Head::Eligible(request, len, buf) => (request, len, buf),
+            Head::Other(buf) => return Next::Hyper(Rewind::new(io, buf.into())),
+            Head::Closed => return Next::Closed,
         };
-        match read {
-            Ok(0) | Err(_) => return Next::Closed,
-            Ok(_) => {}
-        }
-        match parse(&buf) {
-            Parsed::Partial if buf.len() < MAX_HEAD => {}
-            Parsed::Partial | Parsed::Other => return Next::Hyper(Rewind::new(io, buf.into())),
-            Parsed::Eligible(request, len) => break (request, len),
-        }
+        // W1: in flight from the head until the body is dropped.
+        let in_flight = conn.activity.begin();
+        let info = ConnInfo {
+            peer: Some(peer),
+            tracker: Some(tracker.clone()),
+        };
+        let Some(response) = route(&request, &info) else {
+            drop(in_flight);
+            return Next::Hyper(Rewind::new(io, buf.into()));
+        };
+        // What the peer sent after the head stays for hyper.
+        buf.drain(..len);
+        buf.shrink_to_fit();
+        let (parts, body) = response.into_parts();
+        let length = body.size_hint().exact();
+        (in_flight, body, length, encode_head(&parts, length), buf)
     };
-    // W1: in flight from the head until the body is dropped.
-    let in_flight = conn.activity.begin();
-    let info = ConnInfo {
-        peer: Some(peer),
-        tracker: Some(tracker.clone()),
-    };
-    let Some(response) = route(&request, &info) else {
-        drop(in_flight);
-        return Next::Hyper(Rewind::new(io, buf.into()));
-    };
-    drop((request, info));
-    // What the peer sent after the head stays for hyper.
-    buf.drain(..len);
-    buf.shrink_to_fit();
-    let mut kept = buf;
-    let (parts, mut body) = response.into_parts();
-    let length = body.size_hint().exact();
-    let head = encode_head(&parts, length);
-    drop(parts);
-    if write_all(&mut io, [&head, &[], &[]]).await.is_err() {
+    let written = write_all(&mut io, [&head, &[], &[]]).await;
+    drop(head);
+    if written.is_err() {
         return Next::Closed;
     }
-    drop(head);
     let mut closing = *conn.finishing.borrow();
     {
         // Created once: registering with the drain signal (shared by every

@@ -462,33 +462,30 @@ struct Connection {
 impl Connection {
     /// The task serving one accepted connection (over TLS when `tls` is
     /// set); it counts itself out of `open` when it ends.
-    fn task<H, Fut>(
+    async fn task<H, Fut>(
         self,
         stream: tokio::net::TcpStream,
         handler: Arc<H>,
         streams: Option<StreamRoute>,
         tls: Option<tokio_rustls::TlsAcceptor>,
         open: Arc<AtomicUsize>,
-    ) -> impl Future<Output = ()> + Send + 'static
-    where
+    ) where
         H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<BoxBody>> + Send + 'static,
     {
-        async move {
-            match tls {
-                None => self.serve(stream, handler, streams).await,
-                // Boxed: the TLS state would otherwise size every task.
-                Some(acceptor) => {
-                    Box::pin(async move {
-                        if let Some(stream) = self.handshake(acceptor, stream).await {
-                            self.serve(stream, handler, streams).await;
-                        }
-                    })
-                    .await;
-                }
+        match tls {
+            None => self.serve(stream, handler, streams).await,
+            // Boxed: the TLS state would otherwise size every task.
+            Some(acceptor) => {
+                Box::pin(async move {
+                    if let Some(stream) = self.handshake(acceptor, stream).await {
+                        self.serve(stream, handler, streams).await;
+                    }
+                })
+                .await;
             }
-            open.fetch_sub(1, Ordering::Relaxed);
         }
+        open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The TLS handshake, within the request-head deadline (and ended by

@@ -84,7 +84,7 @@ enum Parsed {
     /// Not complete yet.
     Partial,
     /// A request the fast path may take: its head, and its length.
-    Eligible(Parts, usize),
+    Eligible(Box<Parts>, usize),
     /// For hyper.
     Other,
 }
@@ -124,7 +124,7 @@ fn parse(buf: &[u8]) -> Parsed {
         builder = builder.header(h.name, h.value);
     }
     match builder.body(()) {
-        Ok(request) => Parsed::Eligible(request.into_parts().0, len),
+        Ok(request) => Parsed::Eligible(Box::new(request.into_parts().0), len),
         Err(_) => Parsed::Other,
     }
 }
@@ -239,7 +239,7 @@ async fn watch_read<I: AsyncRead + Unpin>(io: &mut I, kept: &mut Vec<u8>) -> io:
 enum Head {
     /// A request the fast path may take: its head, the head's length, and
     /// the bytes read (the head and what followed it).
-    Eligible(Parts, usize, Vec<u8>),
+    Eligible(Box<Parts>, usize, Vec<u8>),
     /// For hyper, with the bytes read.
     Other(Vec<u8>),
     /// Closed, timed out, evicted, or told to finish before a head came.

@@ -122,6 +122,11 @@ pub struct Args {
     /// visible sooner. Unset: the kernel autotunes (up to ~4 MiB).
     #[arg(long, env = "SSEHUB_SEND_BUFFER")]
     pub send_buffer: Option<usize>,
+    /// Serve HTTP/1.1 `GET /events` without hyper (a few hundred bytes per
+    /// idle stream instead of hyper's buffers); `false`: every request
+    /// through hyper.
+    #[arg(long, env = "SSEHUB_HTTP1_FAST_PATH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub http1_fast_path: bool,
     // --- JWT authorization (see `server::jwt`) ---
     /// HS256 secret (at least 32 bytes) of the JWTs that authorize
     /// subscribers, and publishers with a `publish` claim. Excludes
@@ -217,6 +222,9 @@ pub struct ServerConfig {
     pub tick_interval: Duration,
     /// `SO_SNDBUF` of every connection; `None`: the kernel's autotuning.
     pub send_buffer: Option<usize>,
+    /// Serve HTTP/1.1 `GET /events` on the fast path (`crate::serve`);
+    /// `false`: every request through hyper.
+    pub http1_fast_path: bool,
     /// JWT authorization of streams (and of publishers with a `publish`
     /// claim), if configured.
     pub jwt: Option<JwtAuth>,
@@ -258,6 +266,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(5),
             tick_interval: Duration::from_secs(1),
             send_buffer: None,
+            http1_fast_path: true,
             jwt: None,
             // -- Connection hygiene. --
             request_head_timeout: Some(Duration::from_secs(10)),
@@ -441,6 +450,7 @@ impl ServerConfig {
             shutdown_event: args.shutdown_event,
             drain_timeout: args.drain_timeout,
             send_buffer: args.send_buffer,
+            http1_fast_path: args.http1_fast_path,
             jwt,
             // -- Connection hygiene. --
             request_head_timeout: enabled(args.request_head_timeout),

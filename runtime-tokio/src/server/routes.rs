@@ -130,10 +130,7 @@ impl App {
         let method = request.method().clone();
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let response = match (segments.as_slice(), &method) {
-            (["events"], _) => match self.check_reserved_topics(&request) {
-                Err(response) => response,
-                Ok(()) => self.endpoint.handle(&request.into_parts().0, &conn),
-            },
+            (["events"], _) => self.events(&request.into_parts().0, &conn),
             (["dashboard"], &Method::GET) => dashboard::page(),
             (["dashboard", "stream"], &Method::GET) => self.stats_stream(request, &conn),
             ([""], &Method::GET) => self.demo(),
@@ -169,6 +166,17 @@ impl App {
         };
         tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
         response
+    }
+
+    /// `/events`: reserved topics refused, then the endpoint (also called
+    /// from the HTTP/1 fast path, see `crate::serve`).
+    pub(crate) fn events(&self, parts: &http::request::Parts, conn: &ConnInfo) -> Answer {
+        let mut probe = Request::new(());
+        *probe.uri_mut() = parts.uri.clone();
+        match self.check_reserved_topics(&probe) {
+            Err(response) => response,
+            Ok(()) => self.endpoint.handle(parts, conn),
+        }
     }
 
     fn demo(&self) -> Answer {

@@ -30,9 +30,9 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures_util::Stream;
 use ssehub_benches::baseline_a::NodeStyleHub;
 use ssehub_benches::baseline_b::{to_sse_event, BroadcastHub, Message};
-use futures_util::Stream;
 use ssehub_benches::floor::FloorQueues;
 use ssehub_benches::tasks::Tasks;
 use ssehub_core::codec::Event;

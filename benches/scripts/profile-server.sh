@@ -14,7 +14,8 @@
 #   e.g.    benches/scripts/profile-server.sh ssehub stat --connections 1000 --events 3000
 #
 # The server runs on CPU 0 and the load generator on CPU 1 (as in
-# run-comparison.sh) when there are two CPUs. Output goes to
+# run-comparison.sh) when there are two CPUs. $SERVER_ARGS is appended to
+# the server's command line (e.g. SERVER_ARGS='--stall-timeout 5s'). Output goes to
 # $OUT (default $CARGO_TARGET_DIR/profile), binaries come from
 # $CARGO_TARGET_DIR/release (default target/h-bench; build them with
 # `cargo build --release -p ssehub-benches --bins -p ssehub-tokio --bin ssehub`).
@@ -45,6 +46,8 @@ case "$server" in
     baseline_b) command=("$bin/baseline_b_server" --addr "$addr" --token "$token" --capacity 1024) ;;
     *) echo "unknown server $server" >&2; exit 2 ;;
 esac
+# shellcheck disable=SC2206
+command+=(${SERVER_ARGS:-})
 "${server_pin[@]}" "${command[@]}" > "$out/$server.log" 2>&1 &
 pid=$!
 trap 'kill -INT $pid 2> /dev/null || true' EXIT

@@ -53,6 +53,7 @@ pub struct ReserveOptions {
     topics: SmallVec<[String; 1]>,
     last_event_id: Option<String>,
     peer: Option<String>,
+    subject: Option<String>,
 }
 
 impl ReserveOptions {
@@ -91,6 +92,15 @@ impl ReserveOptions {
     #[must_use]
     pub fn peer(mut self, peer: impl Into<String>) -> Self {
         self.peer = Some(peer.into());
+        self
+    }
+
+    /// Who the client is (e.g. a JWT's `sub`), carried as `sub` in the
+    /// join/leave events of topics with presence; cut to
+    /// [`MAX_SUBJECT_LEN`](crate::MAX_SUBJECT_LEN) bytes.
+    #[must_use]
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
         self
     }
 }
@@ -340,6 +350,7 @@ impl Hub {
             joined: Joined::new(),
             last_event_id: opts.last_event_id,
             created: 0,
+            subject: opts.subject.map(crate::presence_feed::bounded_subject),
         });
         // `vacant_key() <= u32::MAX` was checked above under the same lock.
         let id = ClientId::new(index as u32, generation);
@@ -475,6 +486,7 @@ impl Hub {
         for guard in guards.iter_mut() {
             guard.subscribe(id, Arc::clone(&entry.queue));
         }
+        self.presence_joined_all(id, entry.subject.as_ref(), topics, guards);
     }
 
     /// The events after `after` from a backplane's history and the rings,
@@ -622,7 +634,9 @@ impl Hub {
         let mut unused = Vec::new();
         for topic in &entry.joined {
             let mut state = topic.state.lock();
-            state.unsubscribe(ClientId::new(index, entry.generation));
+            let id = ClientId::new(index, entry.generation);
+            state.unsubscribe(id);
+            self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), false);
             if state.is_unused() {
                 unused.push(Arc::clone(topic));
             }

@@ -15,7 +15,7 @@
 //!   that still exist; subscribing to topics that exist is never limited
 //!   by either, nor by a full table.
 
-use super::slots::SlotState;
+use super::slots::{Joined, SlotState};
 use super::Hub;
 use crate::error::SubscribeError;
 use crate::sync::{Arc, SharedStr};
@@ -163,10 +163,10 @@ impl Hub {
         &self,
         names: &[SharedStr],
         budget: Budget<'_>,
-    ) -> Result<(Vec<Arc<Topic>>, usize), Refusal> {
+    ) -> Result<(Joined, usize), Refusal> {
         {
             let map = self.shared.topics.read();
-            let found: Vec<_> = names
+            let found: Joined = names
                 .iter()
                 .filter_map(|n| map.map.get(n).cloned())
                 .collect();

@@ -3,6 +3,9 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`Backplane`] | a node's link: publish through Redis, history for resumes, metrics |
+//! | `follower` | the task applying the events channel in order: gaps, catch-ups, probes, epochs |
+//! | `metrics` | counters, [`LinkState`] and their Prometheus text |
 //! | [`scripts`] | the Lua scripts (publish, history cut, probe), key names, typed replies |
 //! | [`store`] | [`Store`]: the command connection running them |
 //! | [`wire`] | [`Message`]: the events channel's payload |
@@ -15,10 +18,15 @@
 //! never applies its own publishes directly, so every node writes the same
 //! `id:` lines in the same order (DESIGN.md "Cluster").
 
+mod backplane;
+mod follower;
+mod metrics;
 pub mod scripts;
 pub mod store;
 pub mod wire;
 
+pub use backplane::{Backplane, ClusterPublishError};
+pub use metrics::LinkState;
 pub use scripts::{Cut, Keys, ReplyError, TopicCut};
 pub use store::{Retention, Store};
 pub use wire::{Message, WireError};

@@ -3,7 +3,7 @@
 //! for resumes.
 
 use super::follower;
-use super::metrics::{bump, Counters, LinkState};
+use super::metrics::{bump, BackplaneCounters, Counters, LinkState};
 use super::store::Store;
 use super::{BackplaneError, ClusterConfig, Keys};
 use ssehub_core::codec::Event;
@@ -222,6 +222,11 @@ impl Backplane {
             epoch: cut.epoch,
             topics,
         })
+    }
+
+    /// The backplane's counters now.
+    pub fn counters(&self) -> BackplaneCounters {
+        self.shared.counters.snapshot()
     }
 
     /// Appends the backplane's metrics (Prometheus text) to `out`.

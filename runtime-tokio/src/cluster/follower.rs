@@ -20,8 +20,10 @@
 //!   seq; a topic whose stream was trimmed past `position` is recorded
 //!   lost (`Hub::lose_topic`) at its place in that order; the catch-up
 //!   ends with `Hub::finish_catch_up`, which resets topics created
-//!   meanwhile. A cut of another epoch moves the hub to it
-//!   (`Hub::begin_epoch`: every live client gets a reset).
+//!   meanwhile. A cut of another epoch moves the hub to its start
+//!   (`Hub::begin_epoch(epoch, 0)`: every live client gets a reset), then
+//!   catches up from there, so live clients get the new epoch's events
+//!   after their reset.
 //! - **PROBE**: a subscription silent for `probe_interval` is probed: the
 //!   probe script publishes the top seq on the node's own channel, behind
 //!   every event already published. Seen back with a top above the
@@ -231,14 +233,16 @@ enum Step {
 /// hub has and applies it; or moves the hub to a new epoch.
 async fn catch_up(shared: &Shared) -> Result<(), BackplaneError> {
     let hub = &shared.hub;
-    let position = hub.last_event_id();
-    let topics = hub.topic_names();
-    let cut = shared
+    let mut position = hub.last_event_id();
+    let mut topics = hub.topic_names();
+    let mut cut = shared
         .store
         .cut(position.seq(), &topics, super::backplane::candidate_epoch())
         .await?;
     if cut.epoch != position.epoch() {
-        let reset = hub.begin_epoch(cut.epoch, cut.top);
+        // A new epoch: live clients get a reset at its start, then every
+        // event of the epoch on their topics, from the streams.
+        let reset = hub.begin_epoch(cut.epoch, 0);
         bump(&shared.counters.epoch_changes);
         shared
             .counters
@@ -252,7 +256,16 @@ async fn catch_up(shared: &Shared) -> Result<(), BackplaneError> {
             clients_reset = reset,
             "cluster: following a new epoch"
         );
-        return Ok(());
+        position = hub.last_event_id();
+        topics = hub.topic_names();
+        cut = shared
+            .store
+            .cut(position.seq(), &topics, super::backplane::candidate_epoch())
+            .await?;
+        if cut.epoch != position.epoch() {
+            // Changed again meanwhile: the next message or probe retries.
+            return Err(BackplaneError::EpochChanged);
+        }
     }
     bump(&shared.counters.catch_ups);
     // (seq, 0) an event, (seq, 1) the loss of a topic through seq: after

@@ -47,6 +47,28 @@ impl LinkState {
     }
 }
 
+/// A copy of a node's backplane counters ([`Backplane::counters`](super::Backplane::counters)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackplaneCounters {
+    /// Events applied from the backplane.
+    pub applied: u64,
+    /// Gaps detected in the ids.
+    pub gaps: u64,
+    /// Catch-ups from the streams.
+    pub catch_ups: u64,
+    /// New epochs followed.
+    pub epoch_changes: u64,
+    /// Topics recorded lost (trimmed before a catch-up).
+    pub lost_topics: u64,
+    /// Subscriptions lost and reopened.
+    pub reconnects: u64,
+    /// Probes sent.
+    pub probes: u64,
+    /// Publishes that failed.
+    pub publish_errors: u64,
+}
+
 /// Counters of one node's backplane. Relaxed atomics: figures, not
 /// synchronisation.
 #[derive(Debug, Default)]
@@ -83,6 +105,20 @@ impl Counters {
     /// Sets the state; returns the previous one.
     pub(crate) fn set_state(&self, state: LinkState) -> LinkState {
         LinkState::from_u8(self.state.swap(state.to_u8(), Ordering::Relaxed))
+    }
+
+    pub(crate) fn snapshot(&self) -> BackplaneCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        BackplaneCounters {
+            applied: get(&self.applied),
+            gaps: get(&self.gaps),
+            catch_ups: get(&self.catch_ups),
+            epoch_changes: get(&self.epoch_changes),
+            lost_topics: get(&self.lost_topics),
+            reconnects: get(&self.reconnects),
+            probes: get(&self.probes),
+            publish_errors: get(&self.publish_errors),
+        }
     }
 
     pub(crate) fn observe_lag(&self, ms: u64) {

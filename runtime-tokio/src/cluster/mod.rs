@@ -26,7 +26,7 @@ pub mod store;
 pub mod wire;
 
 pub use backplane::{Backplane, ClusterPublishError};
-pub use metrics::LinkState;
+pub use metrics::{BackplaneCounters, LinkState};
 pub use scripts::{Cut, Keys, ReplyError, TopicCut};
 pub use store::{Retention, Store};
 pub use wire::{Message, WireError};

@@ -48,6 +48,35 @@ pub(crate) struct Shared {
     pub(crate) client: redis::Client,
     pub(crate) config: ClusterConfig,
     pub(crate) counters: Counters,
+    /// Notified whenever the hub's position moves (events applied, a
+    /// catch-up or a new epoch): resumes wait on it for a lagging node.
+    pub(crate) advanced: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Waits until the hub's position reaches `seq` of `epoch`, at most
+    /// `within`; whether it did.
+    async fn reach(&self, epoch: u64, seq: u64, within: std::time::Duration) -> bool {
+        let reached = || {
+            let position = self.hub.last_event_id();
+            position.epoch() != epoch || position.seq() >= seq
+        };
+        let wait = async {
+            loop {
+                let advanced = self.advanced.notified();
+                tokio::pin!(advanced);
+                advanced.as_mut().enable();
+                if reached() {
+                    return;
+                }
+                advanced.await;
+            }
+        };
+        tokio::time::timeout(within, wait).await.is_ok() && {
+            let position = self.hub.last_event_id();
+            position.epoch() == epoch && position.seq() >= seq
+        }
+    }
 }
 
 /// A node's link to the cluster. Cheap to clone; the follower task stops
@@ -108,6 +137,7 @@ impl Backplane {
             client,
             config,
             counters: Counters::default(),
+            advanced: tokio::sync::Notify::new(),
         });
         let (stop, stopped) = watch::channel(false);
         let handle = tokio::spawn(follower::run(Arc::clone(&shared), stopped));
@@ -201,6 +231,27 @@ impl Backplane {
                 return Err(error);
             }
         };
+        // The core replays only up to its own position: a node that has
+        // not yet applied the client's last event (its subscription lags
+        // the node the client came from) would answer with a reset. Wait
+        // for it, briefly; an id above Redis's top is bogus, not lag.
+        if cut.epoch == after.epoch()
+            && after.seq() <= cut.top
+            && !self
+                .shared
+                .reach(
+                    after.epoch(),
+                    after.seq(),
+                    self.shared.config.command_timeout,
+                )
+                .await
+        {
+            tracing::warn!(
+                after = %after,
+                position = %self.shared.hub.last_event_id(),
+                "cluster: this node lags the client's id; the resume gets a reset"
+            );
+        }
         let topics = cut
             .topics
             .into_iter()

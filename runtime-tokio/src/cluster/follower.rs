@@ -209,7 +209,9 @@ async fn on_probe(shared: &Shared, payload: &[u8]) -> Result<(), BackplaneError>
 }
 
 fn apply(shared: &Shared, topic: &str, id: EventId, body: &[u8]) {
-    match shared.hub.apply(topic, id, body) {
+    let applied = shared.hub.apply(topic, id, body);
+    shared.advanced.notify_waiters();
+    match applied {
         Ok(Applied::Delivered(_) | Applied::NotRetained { .. }) => bump(&shared.counters.applied),
         Ok(Applied::Duplicate) => bump(&shared.counters.duplicates),
         Err(error @ (ApplyError::EpochMismatch { .. } | ApplyError::ShutDown)) => {
@@ -310,6 +312,7 @@ async fn catch_up(shared: &Shared) -> Result<(), BackplaneError> {
         }
     }
     let reset = hub.finish_catch_up(&caught_up, cut.top);
+    shared.advanced.notify_waiters();
     shared
         .counters
         .lost_resets

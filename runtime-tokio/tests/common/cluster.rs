@@ -109,11 +109,15 @@ impl Client {
     /// and others skipped); returns them.
     pub async fn read(&mut self, n: usize) -> Vec<Seen> {
         let mut out = Vec::new();
+        // One bound for the whole read: heartbeats must not extend it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while out.len() < n {
             let raw = self.raw.as_mut().expect("connected");
-            let frame = tokio::time::timeout(Duration::from_secs(20), raw.frame())
+            let frame = tokio::time::timeout_at(deadline, raw.frame())
                 .await
-                .unwrap_or_else(|_| panic!("timed out after {out:?}"))
+                .unwrap_or_else(|_| {
+                    panic!("timed out after {out:?} (seen before: {:?})", self.seen)
+                })
                 .unwrap_or_else(|| panic!("stream ended after {out:?}"));
             let id = frame.lines().find_map(|l| l.strip_prefix("id: "));
             let Some(id) = id else { continue };
@@ -136,13 +140,14 @@ impl Client {
     /// Reads until the event with data `data` (inclusive).
     pub async fn read_until(&mut self, data: &str) -> Vec<Seen> {
         let mut out = Vec::new();
-        loop {
+        for _ in 0..10_000 {
             let seen = self.read(1).await.remove(0);
             out.push(seen.clone());
             if matches!(&seen, Seen::Event(_, d) if d == data) {
                 return out;
             }
         }
+        panic!("{data:?} never came: {out:?}");
     }
 
     /// Drops the connection (the client went away).

@@ -34,6 +34,18 @@ async fn a_publish_on_b_reaches_a_and_c_with_identical_ids() {
     );
     // The publishing node applies its own event from the channel too.
     wait_applied(&b, seq_of(&id) + 1).await;
+    let (status, _, health) = common::request(b.local_addr(), "GET", "/healthz", &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(health, r#"{"node":"b","redis":"up","status":"ok"}"#);
+    let (_, _, metrics) = common::request(c.local_addr(), "GET", "/metrics", &[], "").await;
+    for line in [
+        "ssehub_redis_up{node=\"c\"} 1",
+        "ssehub_cluster_applied_total{node=\"c\"} 2",
+        "ssehub_cluster_gaps_total{node=\"c\"} 0",
+        "ssehub_cluster_lag_seconds_count{node=\"c\"} 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

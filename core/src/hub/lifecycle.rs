@@ -51,6 +51,7 @@ pub struct ReserveOptions {
     topics: Vec<String>,
     last_event_id: Option<String>,
     peer: Option<String>,
+    subject: Option<String>,
 }
 
 impl ReserveOptions {
@@ -89,6 +90,15 @@ impl ReserveOptions {
     #[must_use]
     pub fn peer(mut self, peer: impl Into<String>) -> Self {
         self.peer = Some(peer.into());
+        self
+    }
+
+    /// Who the client is (e.g. a JWT's `sub`), carried as `sub` in the
+    /// join/leave events of topics with presence; cut to
+    /// [`MAX_SUBJECT_LEN`](crate::MAX_SUBJECT_LEN) bytes.
+    #[must_use]
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
         self
     }
 }
@@ -321,6 +331,7 @@ impl Hub {
             joined: Vec::new(),
             last_event_id: opts.last_event_id,
             created: 0,
+            subject: opts.subject.map(crate::presence_feed::bounded_subject),
         });
         // `vacant_key() <= u32::MAX` was checked above under the same lock.
         let id = ClientId::new(index as u32, generation);
@@ -456,6 +467,7 @@ impl Hub {
         for guard in guards.iter_mut() {
             guard.subscribe(id, Arc::clone(&entry.queue));
         }
+        self.presence_joined_all(id, entry.subject.as_ref(), topics, guards);
     }
 
     /// The events after `after` from a backplane's history and the rings,
@@ -603,7 +615,9 @@ impl Hub {
         let mut unused = Vec::new();
         for topic in &entry.joined {
             let mut state = topic.state.lock();
-            state.unsubscribe(ClientId::new(index, entry.generation));
+            let id = ClientId::new(index, entry.generation);
+            state.unsubscribe(id);
+            self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), false);
             if state.is_unused() {
                 unused.push(Arc::clone(topic));
             }

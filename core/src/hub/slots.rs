@@ -38,6 +38,8 @@ pub(super) struct Entry {
     pub(super) last_event_id: Option<String>,
     /// Topics this client has created by subscribing (its budget spent).
     pub(super) created: usize,
+    /// Who the client is (a JWT `sub`), for presence events.
+    pub(super) subject: Option<SharedStr>,
 }
 
 impl Entry {

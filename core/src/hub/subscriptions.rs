@@ -75,7 +75,10 @@ impl Hub {
                 limit: self.shared.config.max_topics,
             })?;
             entry.created += created;
-            topic.state.lock().subscribe(id, Arc::clone(&entry.queue));
+            let mut state = topic.state.lock();
+            state.subscribe(id, Arc::clone(&entry.queue));
+            self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), true);
+            drop(state);
             let name = SharedStr::clone(&topic.name);
             entry.joined.insert(at, topic);
             name
@@ -107,6 +110,7 @@ impl Hub {
             let unused = {
                 let mut state = topic.state.lock();
                 state.unsubscribe(id);
+                self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), false);
                 state.is_unused()
             };
             if unused {

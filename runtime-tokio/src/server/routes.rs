@@ -6,14 +6,18 @@
 //! | `POST /publish` `{topic, event?, data}` | publishes, answers `{"id", "delivered"}` (clustered: `{"id"}`, the event is sequenced by Redis and delivered by every node; 503 + `Retry-After` while Redis is unreachable) | 401/403 (admin token, or a JWT whose `publish` claim covers the topic), 413 too large, 415 not JSON, 400 malformed JSON, 422 unknown fields or bad topic, 503 |
 //! | `POST /clients/{id}/send` `{event?, data}` | sends to one client, answers `{"sent": true}` | 400 bad id, 404 unknown client, as publish |
 //! | `DELETE /clients/{id}[?fatal=true]` | kicks (after the fatal event), answers `{"closed": true}` | 400 bad id or query, 404 unknown client |
-//! | `GET /topics?limit=&cursor=&sort=subscribers\|name` | lists topics (subscribers, retained, last event id, events/s), paginated (`presence`) | 401/403 admin token, 400 query |
-//! | `GET /topics/{topic}[?clients=true&limit=&cursor=]` | one topic's figures, optionally a page of its client ids | 401/403 admin token, 400 query or topic, 404 unknown topic |
+//! | `GET /topics?limit=&cursor=&sort=subscribers\|name` | lists topics (subscribers, retained, last event id, events/s), paginated (`presence`) | 401/403 admin token or admin JWT, 400 query |
+//! | `GET /topics/{topic}[?clients=true&limit=&cursor=]` | one topic's figures, optionally a page of its client ids | 401/403 admin token or admin JWT, 400 query or topic, 404 unknown topic |
 //! | `GET /metrics` | Prometheus text | |
 //! | `GET /healthz` | `{"status": "ok"}`; clustered, `"degraded"` while Redis is unreachable, with `"redis"` and `"node"` | |
 //! | `GET /` | the demo page | |
 //! | `GET /dashboard` | the live dashboard page (`dashboard`); it asks for the admin token | |
-//! | `GET /dashboard/stream` | an SSE stream of the hub's stats (`dashboard`) | 401/403 admin token, 503 limits |
+//! | `GET /dashboard/stream` | an SSE stream of the hub's stats (`dashboard`) | 401/403 admin token or admin JWT, 503 limits |
 //! | `GET /ssehub.js` | the browser client, with an `ETag` (304 on `If-None-Match`) | |
+//!
+//! "The admin token" is `--token`, or, with JWT configured, a JWT whose
+//! claims say `"ssehub": {"admin": true}` (`jwt`, JWT-ADMIN): every route
+//! that takes one takes the other.
 //!
 //! Topics starting with `$ssehub/` are the hub's own: `POST /publish`
 //! and `GET /events` refuse them (403); the stats topic is opened by
@@ -24,7 +28,7 @@
 
 use super::config::ServerConfig;
 use super::dashboard;
-use super::jwt::{bearer, Grant};
+use super::jwt::{bearer, Grant, JwtError};
 use super::metrics::{self, ServerFigures};
 use crate::cluster::{Backplane, ClusterPublishError, LinkState};
 use crate::endpoint::{ConnInfo, Rejection, SseEndpoint};
@@ -418,18 +422,36 @@ impl App {
         }
     }
 
+    /// The admin check: `Authorization: Bearer` with the admin token or,
+    /// with JWT configured, a JWT whose claims say
+    /// `"ssehub": {"admin": true}` (JWT-ADMIN). 401: no credentials, or a
+    /// JWT that is expired or fails verification; 403: anything else.
     #[allow(clippy::result_large_err)]
     fn check_token<B>(&self, request: &Request<B>) -> Result<(), Answer> {
-        match bearer(request.headers()) {
-            None => Err(Rejection::unauthorized(
-                "this route needs `Authorization: Bearer <token>`",
+        let Some(given) = bearer(request.headers()) else {
+            return Err(Rejection::unauthorized(
+                "this route needs `Authorization: Bearer <token>` (the admin token or an admin JWT)",
             )
-            .to_response()),
-            Some(given) if constant_time_eq(given.as_bytes(), self.config.token.as_bytes()) => {
-                Ok(())
-            }
-            Some(_) => Err(Rejection::forbidden("the token is not valid").to_response()),
+            .to_response());
+        };
+        if constant_time_eq(given.as_bytes(), self.config.token.as_bytes()) {
+            return Ok(());
         }
+        if let Some(jwt) = &self.config.jwt {
+            match jwt.verify(&given) {
+                Ok(grant) if grant.admin => return Ok(()),
+                Ok(_) => return Err(Rejection::forbidden(
+                    "the token does not grant admin access (claim \"ssehub\": {\"admin\": true})",
+                )
+                .to_response()),
+                Err(error @ (JwtError::Expired | JwtError::BadSignature)) => {
+                    return Err(Rejection::unauthorized(error.to_string()).to_response())
+                }
+                // Not a JWT at all: a wrong admin token.
+                Err(_) => {}
+            }
+        }
+        Err(Rejection::forbidden("the token is not valid").to_response())
     }
 
     /// Content type, size limit (while reading), JSON. The caller checked

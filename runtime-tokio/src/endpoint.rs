@@ -28,7 +28,7 @@
 
 use crate::body::SseBody;
 use crate::io::WriteTracker;
-use crate::respond::{json_error, open, BoxBody, SseSettings};
+use crate::respond::{json_error, open, open_resuming, BoxBody, HistorySource, SseSettings};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderValue, Method, Response, StatusCode};
@@ -229,6 +229,8 @@ pub struct SseEndpoint {
     /// Sent before closing a stream whose access expired.
     expiry_event: Arc<Event>,
     cors: Arc<Cors>,
+    /// The backplane's history, for resumes on an externally sequenced hub.
+    history: Option<Arc<dyn HistorySource>>,
 }
 
 impl fmt::Debug for SseEndpoint {
@@ -253,6 +255,7 @@ impl SseEndpoint {
             access: None,
             expiry_event: Arc::new(expiry_event("fatal")),
             cors: Arc::new(Cors::default()),
+            history: None,
         }
     }
 
@@ -265,6 +268,15 @@ impl SseEndpoint {
         F: Fn(&Parts, &[String]) -> Result<Access, Rejection> + Send + Sync + 'static,
     {
         self.access = Some(Arc::new(check));
+        self
+    }
+
+    /// Reads resumes' history from `source` (a cluster backplane): used by
+    /// [`SseEndpoint::handle_async`], which the hub server calls when
+    /// clustered.
+    #[must_use]
+    pub fn with_history(mut self, source: Arc<dyn HistorySource>) -> Self {
+        self.history = Some(source);
         self
     }
 
@@ -331,7 +343,7 @@ impl SseEndpoint {
     /// in the hub.
     pub fn handle(&self, parts: &Parts, conn: &ConnInfo) -> Response<BoxBody> {
         let grant = self.cors.grant(parts);
-        let mut response = match parts.method {
+        let response = match parts.method {
             Method::GET => self.get(parts, conn),
             Method::OPTIONS => {
                 let mut response = Response::new(crate::respond::full(""));
@@ -362,6 +374,15 @@ impl SseEndpoint {
                 response
             }
         };
+        self.with_cors(response, grant)
+    }
+
+    /// Adds the CORS headers `grant` allows, and `Vary: origin`.
+    fn with_cors(
+        &self,
+        mut response: Response<BoxBody>,
+        grant: Option<CorsGrant>,
+    ) -> Response<BoxBody> {
         if let Some(grant) = grant {
             let headers = response.headers_mut();
             match grant {
@@ -453,31 +474,97 @@ impl SseEndpoint {
         Ok((opts, topics))
     }
 
+    /// `true` when [`SseEndpoint::handle_async`] reads history before it
+    /// opens this request's stream: a history source is set and the
+    /// request resumes (a `Last-Event-ID` header or a `lastEventId` query
+    /// parameter). [`SseEndpoint::handle`] would answer such a resume with
+    /// a reset.
+    pub fn reads_history_for(&self, parts: &Parts) -> bool {
+        self.history.is_some()
+            && (parts.headers.contains_key("last-event-id")
+                || parts
+                    .uri
+                    .query()
+                    .is_some_and(|q| q.contains("lastEventId=")))
+    }
+
+    /// Like [`SseEndpoint::handle`]; with a history source
+    /// ([`SseEndpoint::with_history`]), a resuming stream first reads the
+    /// history its hub does not hold.
+    pub async fn handle_async(&self, parts: &Parts, conn: &ConnInfo) -> Response<BoxBody> {
+        let Some(source) = self.history.as_deref() else {
+            return self.handle(parts, conn);
+        };
+        if parts.method != Method::GET {
+            return self.handle(parts, conn);
+        }
+        let grant = self.cors.grant(parts);
+        let response = match self.prepare(parts, conn) {
+            Err(response) => response,
+            Ok((opts, topics, access)) => {
+                let opened = open_resuming(
+                    &self.hub,
+                    &self.settings,
+                    opts,
+                    conn.tracker.clone(),
+                    &topics,
+                    source,
+                )
+                .await;
+                self.finish(opened, access, conn)
+            }
+        };
+        self.with_cors(response, grant)
+    }
+
     fn get(&self, parts: &Parts, conn: &ConnInfo) -> Response<BoxBody> {
+        match self.prepare(parts, conn) {
+            Err(response) => response,
+            Ok((opts, _, access)) => {
+                let opened = open(&self.hub, &self.settings, opts, conn.tracker.clone());
+                self.finish(opened, access, conn)
+            }
+        }
+    }
+
+    /// Auth hook, query, access check: what to reserve, or the refusal.
+    #[allow(clippy::result_large_err)]
+    fn prepare(
+        &self,
+        parts: &Parts,
+        conn: &ConnInfo,
+    ) -> Result<(ReserveOptions, Vec<String>, Access), Response<BoxBody>> {
         if let Some(authorize) = &self.authorizer {
             if let Err(rejection) = authorize(parts) {
                 tracing::debug!(%rejection, "stream refused by the auth hook");
-                return rejection.to_response();
+                return Err(rejection.to_response());
             }
         }
-        let (mut opts, topics) = match self.stream_request(parts, conn) {
-            Ok(request) => request,
-            Err(response) => return response,
-        };
+        let (mut opts, topics) = self.stream_request(parts, conn)?;
         let access = match &self.access {
             None => Access::unlimited(),
             Some(check) => match check(parts, &topics) {
                 Ok(access) => access,
                 Err(rejection) => {
                     tracing::debug!(%rejection, "stream refused by the access check");
-                    return rejection.to_response();
+                    return Err(rejection.to_response());
                 }
             },
         };
         if let Some(subject) = access.subject() {
             opts = opts.subject(subject);
         }
-        match open(&self.hub, &self.settings, opts, conn.tracker.clone()) {
+        Ok((opts, topics, access))
+    }
+
+    /// The stream's response (with the access timer), or the refusal.
+    fn finish(
+        &self,
+        opened: Result<Response<SseBody>, crate::respond::OpenError>,
+        access: Access,
+        conn: &ConnInfo,
+    ) -> Response<BoxBody> {
+        match opened {
             Ok(response) => match access.expires_at {
                 None => response.map(BodyExt::boxed),
                 Some(at) => {

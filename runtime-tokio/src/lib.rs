@@ -13,6 +13,7 @@
 //! | [`driver`] | [`Driver`]: the one task that calls [`Hub::tick`](ssehub_core::Hub::tick) |
 //! | [`io`] | [`TrackedIo`]: tells a write error from a client that went away |
 //! | [`serve`] | an accept loop over hyper-util's HTTP/1 + HTTP/2 builder, with graceful shutdown |
+//! | [`cluster`] | the Redis backplane: several nodes acting as one hub (SPEC §11) |
 //! | [`server`] | the `ssehub` hub server: config, routes, metrics, demo page |
 //! | `axum` | (feature `axum`) the SSE endpoint as an axum `Router` fragment |
 //!
@@ -49,6 +50,7 @@ pub mod axum;
 pub mod body;
 /// The reconnecting SSE client: [`client::EventSource`], a `Stream` of events and state changes.
 pub mod client;
+pub mod cluster;
 pub mod driver;
 pub mod endpoint;
 pub mod io;

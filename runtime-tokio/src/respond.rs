@@ -17,6 +17,10 @@
 //! 5. **activate**, which queues the replay (or the reset event) and makes
 //!    the client visible to broadcasts.
 //!
+//! On an externally sequenced hub (a cluster node), [`open_resuming`] reads
+//! the backplane's history between steps 1 and 2, for a client resuming
+//! with an id of the hub's epoch, and hands it to the reservation.
+//!
 //! A failure at any step returns an [`OpenError`] and leaves nothing behind:
 //! the body's guard marks the reserved client `ClosePending`, and dropping
 //! the reservation frees the slot (or `activate` already did).
@@ -27,9 +31,14 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use ssehub_core::codec::{EncodeError, Event};
-use ssehub_core::{ActivateError, ClientId, Hub, ReserveError, ReserveOptions, SendError};
+use ssehub_core::{
+    ActivateError, ClientId, EventId, History, Hub, Reservation, ReserveError, ReserveOptions,
+    SendError,
+};
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 /// The response body type of every route in this crate: an SSE stream or a
@@ -275,6 +284,20 @@ where
 {
     // 1. Reserve.
     let reservation = hub.reserve(reserve).map_err(OpenError::Reserve)?;
+    register(hub, settings, reservation, tracker, before_activate)
+}
+
+/// Steps 2–5 of the registration order, on a reservation.
+fn register<F>(
+    hub: &Hub,
+    settings: &SseSettings,
+    reservation: Reservation,
+    tracker: Option<WriteTracker>,
+    before_activate: F,
+) -> Result<Response<SseBody>, OpenError>
+where
+    F: FnOnce(ClientId) -> Result<(), OpenError>,
+{
     let id = reservation.id();
     // 2. Arm the close hook: the body owns it from now on. On every early
     //    return below the body drops first (closing the reserved client,
@@ -308,6 +331,47 @@ where
     reservation.activate().map_err(OpenError::Activate)?;
     tracing::debug!(client = %id, "client activated");
     Ok(response.map(|()| body))
+}
+
+/// Reads history a hub does not hold, for resumes on an externally
+/// sequenced hub (the cluster backplane): every event of `topics` after
+/// `after`, or `None` when it cannot be read (the client gets a reset).
+pub trait HistorySource: Send + Sync + 'static {
+    /// The history of `topics` after `after`.
+    fn history<'a>(
+        &'a self,
+        after: EventId,
+        topics: &'a [String],
+    ) -> Pin<Box<dyn Future<Output = Option<History>> + Send + 'a>>;
+}
+
+/// Like [`open`], for an externally sequenced hub: between reserve and
+/// activation, a client resuming from an id of the hub's epoch
+/// ([`Reservation::resume_point`](ssehub_core::Reservation::resume_point))
+/// gets the history of its `topics` from `source`, which the core merges
+/// with its ring at activation. A client that goes away during the read
+/// frees its reservation (the future is dropped).
+///
+/// # Errors
+///
+/// As [`open`].
+pub async fn open_resuming(
+    hub: &Hub,
+    settings: &SseSettings,
+    reserve: ReserveOptions,
+    tracker: Option<WriteTracker>,
+    topics: &[String],
+    source: &dyn HistorySource,
+) -> Result<Response<SseBody>, OpenError> {
+    let mut reservation = hub.reserve(reserve).map_err(OpenError::Reserve)?;
+    if let Some(after) = reservation.resume_point() {
+        if let Some(history) = source.history(after, topics).await {
+            if let Err(error) = reservation.supply_history(history) {
+                tracing::warn!(%error, "backplane history refused; the client gets a reset");
+            }
+        }
+    }
+    register(hub, settings, reservation, tracker, |_| Ok(()))
 }
 
 /// `<index>.<generation>`: digits and a dot, always a valid header value.

@@ -192,6 +192,19 @@ pub struct Args {
         requires = "tls_cert"
     )]
     pub tls_key: Option<std::path::PathBuf>,
+    // -- Cluster (see `crate::cluster`). --
+    /// Join a cluster through this Redis (`redis://host:port/db`): publish
+    /// on any node, resume on any node. Unset: a single embedded hub.
+    #[arg(long, env = "SSEHUB_REDIS", value_name = "URL", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// This node's name in the cluster (logs, metrics, probe channel).
+    /// Default: a random one.
+    #[arg(long, env = "SSEHUB_NODE_NAME", requires = "redis")]
+    pub node_name: Option<String>,
+    /// Prefix of the cluster's Redis keys and channels, so several hubs can
+    /// share one Redis.
+    #[arg(long, env = "SSEHUB_REDIS_PREFIX", default_value = "ssehub")]
+    pub redis_prefix: String,
 }
 
 /// A checked server configuration. Build it from [`Args`] with
@@ -245,6 +258,10 @@ pub struct ServerConfig {
     /// How often the dashboard's stats event is sampled and published
     /// (`GET /dashboard/stream`).
     pub stats_interval: Duration,
+    /// The cluster to join (`--redis`); `None`: a single embedded hub.
+    /// With it, `hub.sequencing` must be `External` ([`ServerConfig::from_args`]
+    /// sets it).
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -276,6 +293,7 @@ impl Default for ServerConfig {
             max_connections: None,
             tls: None,
             stats_interval: Duration::from_secs(1),
+            cluster: None,
         }
     }
 }
@@ -393,6 +411,7 @@ impl ServerConfig {
             }
         }
         let jwt = jwt_from_args(&args)?;
+        let cluster = cluster_from_args(&args)?;
         let (token, source) = match args.token {
             Some(token) => {
                 check_token("--token", &token)?;
@@ -405,6 +424,11 @@ impl ServerConfig {
         }
         let hub = HubConfig {
             epoch: epoch_now(),
+            sequencing: if cluster.is_some() {
+                ssehub_core::Sequencing::External
+            } else {
+                ssehub_core::Sequencing::Local
+            },
             max_clients: args.max_clients,
             max_topics_per_client: args.max_topics_per_client,
             max_clients_per_peer: args.max_clients_per_ip,
@@ -459,10 +483,45 @@ impl ServerConfig {
             h2_keep_alive_timeout: args.h2_keep_alive_timeout,
             max_connections: args.max_connections,
             tls,
+            cluster,
             ..Self::default()
         };
         Ok((config, source))
     }
+}
+
+/// The cluster flags: the Redis URL must parse; history in Redis keeps
+/// as many events per topic, as long, as the local rings.
+fn cluster_from_args(args: &Args) -> Result<Option<crate::cluster::ClusterConfig>, ConfigError> {
+    let Some(url) = &args.redis else {
+        return Ok(None);
+    };
+    if let Err(e) = redis::Client::open(url.as_str()) {
+        return Err(ConfigError(format!("--redis: {e}")));
+    }
+    let prefix = &args.redis_prefix;
+    if prefix.is_empty() || prefix.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(ConfigError(
+            "--redis-prefix must be non-empty, without spaces or control characters".to_owned(),
+        ));
+    }
+    let mut cluster = crate::cluster::ClusterConfig::new(url.clone()).prefix(prefix.clone());
+    if let Some(name) = &args.node_name {
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(ConfigError(
+                "--node-name must be non-empty, without spaces or control characters".to_owned(),
+            ));
+        }
+        cluster = cluster.node_name(name.clone());
+    }
+    cluster.retention.max_len = args.replay_size.max(1);
+    if !args.replay_age.is_zero() {
+        cluster.retention.age = args.replay_age.max(Duration::from_secs(1));
+    } else {
+        cluster.retention.age = Duration::from_secs(24 * 3600);
+    }
+    cluster.retention.meta_ttl = cluster.retention.meta_ttl.max(cluster.retention.age * 2);
+    Ok(Some(cluster))
 }
 
 /// The JWT flags: at most one key, not with a shared subscribe token.
@@ -719,6 +778,40 @@ mod tests {
                 &["--h2-keep-alive-timeout=0"][..],
                 "--h2-keep-alive-timeout",
             ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn cluster_flags_make_an_externally_sequenced_hub() {
+        let (config, _) = parse(&[]).unwrap();
+        assert!(config.cluster.is_none());
+        assert_eq!(config.hub.sequencing, ssehub_core::Sequencing::Local);
+        let (config, _) = parse(&[
+            "--redis=redis://127.0.0.1:6379/0",
+            "--node-name=a",
+            "--redis-prefix=app1",
+            "--replay-size=10",
+            "--replay-age=1m",
+        ])
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(config.hub.sequencing, ssehub_core::Sequencing::External);
+        assert_eq!(
+            (cluster.node_name.as_str(), cluster.prefix.as_str()),
+            ("a", "app1")
+        );
+        assert_eq!(cluster.retention.max_len, 10);
+        assert_eq!(cluster.retention.age, Duration::from_secs(60));
+        for (args, needle) in [
+            (&["--redis=nonsense://x"][..], "--redis"),
+            (
+                &["--redis=redis://h/", "--redis-prefix="][..],
+                "--redis-prefix",
+            ),
+            (&["--node-name=a"][..], "--redis"),
         ] {
             let err = parse(args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

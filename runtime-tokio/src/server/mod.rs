@@ -36,6 +36,7 @@ mod script;
 pub use config::{Args, ConfigError, ServerConfig, TokenSource};
 pub use jwt::JwtAuth;
 
+use crate::cluster::Backplane;
 use crate::driver::Driver;
 use crate::endpoint::ConnInfo;
 use crate::serve::{self, ServeHandle, ServeOptions};
@@ -58,6 +59,8 @@ pub struct Server {
     driver: Driver,
     /// Publishes the dashboard's stats; stopped on shutdown (or drop).
     sampler: dashboard::Sampler,
+    /// The cluster link (`config.cluster`); stopped on shutdown (or drop).
+    backplane: Option<Backplane>,
 }
 
 /// What a graceful shutdown did.
@@ -91,7 +94,18 @@ impl Server {
         let hub = Hub::with_clock(config.hub.clone(), crate::TokioClock);
         let driver = Driver::spawn(hub.clone(), config.tick_interval);
         let sampler = dashboard::Sampler::spawn(hub.clone(), config.stats_interval);
-        let app = Arc::new(App::new(hub.clone(), Arc::clone(&config)));
+        let backplane = config.cluster.clone().and_then(|cluster| {
+            Backplane::start(hub.clone(), cluster)
+                .map_err(|error| {
+                    tracing::error!(%error, "cluster: cannot join; publishes will be refused");
+                })
+                .ok()
+        });
+        let app = Arc::new(App::new(
+            hub.clone(),
+            Arc::clone(&config),
+            backplane.clone(),
+        ));
         let handler_app = Arc::clone(&app);
         // A connection whose socket took nothing for as long as a stalled
         // client is allowed is dropped (see `crate::io`), a little after the
@@ -114,7 +128,11 @@ impl Server {
         let streams: Option<serve::StreamRoute> = config.http1_fast_path.then(|| {
             let app = Arc::clone(&app);
             Arc::new(move |parts: &http::request::Parts, conn: &ConnInfo| {
-                (parts.uri.path() == "/events").then(|| app.events(parts, conn))
+                if parts.uri.path() == "/events" {
+                    app.fast_events(parts, conn)
+                } else {
+                    None
+                }
             }) as serve::StreamRoute
         });
         let serve = serve::spawn_routed(
@@ -134,7 +152,13 @@ impl Server {
             serve,
             driver,
             sampler,
+            backplane,
         }
+    }
+
+    /// The cluster link, when the server joined one (`config.cluster`).
+    pub fn backplane(&self) -> Option<&Backplane> {
+        self.backplane.as_ref()
     }
 
     /// The address the server listens on.
@@ -170,6 +194,9 @@ impl Server {
     pub async fn shutdown(mut self) -> ShutdownSummary {
         self.serve.stop_accepting().await;
         self.sampler.stop();
+        if let Some(backplane) = &self.backplane {
+            backplane.stop();
+        }
         let final_event = Event::new(serde_json::json!({"reason": "shutdown"}).to_string())
             .with_event(self.config.shutdown_event.as_str());
         let streams_closed = match self.hub.shutdown(Some(&final_event)) {

@@ -3,13 +3,13 @@
 //! | route | does | errors |
 //! |---|---|---|
 //! | `GET /events?topic=a&topic=b` | opens a stream ([`SseEndpoint`]) | 400 query, 401/403 subscribe token or JWT, 503 limits |
-//! | `POST /publish` `{topic, event?, data}` | publishes, answers `{"id", "delivered"}` | 401/403 (admin token, or a JWT whose `publish` claim covers the topic), 413 too large, 415 not JSON, 400 malformed JSON, 422 unknown fields or bad topic, 503 |
+//! | `POST /publish` `{topic, event?, data}` | publishes, answers `{"id", "delivered"}` (clustered: `{"id"}`, the event is sequenced by Redis and delivered by every node; 503 + `Retry-After` while Redis is unreachable) | 401/403 (admin token, or a JWT whose `publish` claim covers the topic), 413 too large, 415 not JSON, 400 malformed JSON, 422 unknown fields or bad topic, 503 |
 //! | `POST /clients/{id}/send` `{event?, data}` | sends to one client, answers `{"sent": true}` | 400 bad id, 404 unknown client, as publish |
 //! | `DELETE /clients/{id}[?fatal=true]` | kicks (after the fatal event), answers `{"closed": true}` | 400 bad id or query, 404 unknown client |
 //! | `GET /topics?limit=&cursor=&sort=subscribers\|name` | lists topics (subscribers, retained, last event id, events/s), paginated (`presence`) | 401/403 admin token or admin JWT, 400 query |
 //! | `GET /topics/{topic}[?clients=true&limit=&cursor=]` | one topic's figures, optionally a page of its client ids | 401/403 admin token or admin JWT, 400 query or topic, 404 unknown topic |
 //! | `GET /metrics` | Prometheus text | |
-//! | `GET /healthz` | `{"status": "ok"}` | |
+//! | `GET /healthz` | `{"status": "ok"}`; clustered, `"degraded"` while Redis is unreachable, with `"redis"` and `"node"` | |
 //! | `GET /` | the demo page | |
 //! | `GET /dashboard` | the live dashboard page (`dashboard`); it asks for the admin token | |
 //! | `GET /dashboard/stream` | an SSE stream of the hub's stats (`dashboard`) | 401/403 admin token or admin JWT, 503 limits |
@@ -30,6 +30,7 @@ use super::config::ServerConfig;
 use super::dashboard;
 use super::jwt::{bearer, Grant, JwtError};
 use super::metrics::{self, ServerFigures};
+use crate::cluster::{Backplane, ClusterPublishError, LinkState};
 use crate::endpoint::{ConnInfo, Rejection, SseEndpoint};
 use crate::respond::{full, json_error, BoxBody};
 use bytes::Bytes;
@@ -74,12 +75,15 @@ pub(crate) struct App {
     demo_page: Bytes,
     start_time_seconds: f64,
     pub(crate) open_connections: OnceLock<Arc<AtomicUsize>>,
+    /// The cluster link: publishes go through Redis, resumes read its
+    /// history.
+    backplane: Option<Backplane>,
 }
 
 pub(super) type Answer = Response<BoxBody>;
 
 impl App {
-    pub(crate) fn new(hub: Hub, config: Arc<ServerConfig>) -> Self {
+    pub(crate) fn new(hub: Hub, config: Arc<ServerConfig>, backplane: Option<Backplane>) -> Self {
         let stats_endpoint = SseEndpoint::new(hub.clone())
             .with_settings(config.sse.clone())
             .with_fatal_event(&config.fatal_event);
@@ -87,6 +91,9 @@ impl App {
             .with_settings(config.sse.clone())
             .with_fatal_event(&config.fatal_event)
             .with_cors_origins(config.cors_origins.iter().cloned());
+        if let Some(backplane) = &backplane {
+            endpoint = endpoint.with_history(Arc::new(backplane.clone()));
+        }
         if let Some(jwt) = config.jwt.clone() {
             endpoint =
                 endpoint.with_access_check(move |parts, topics| jwt.check_subscribe(parts, topics));
@@ -122,6 +129,7 @@ impl App {
             demo_page,
             start_time_seconds,
             open_connections: OnceLock::new(),
+            backplane,
         }
     }
 
@@ -130,15 +138,20 @@ impl App {
         let method = request.method().clone();
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let response = match (segments.as_slice(), &method) {
-            (["events"], _) => self.events(&request.into_parts().0, &conn),
+            (["events"], _) => match self.check_reserved_topics(&request) {
+                Err(response) => response,
+                Ok(()) => {
+                    self.endpoint
+                        .handle_async(&request.into_parts().0, &conn)
+                        .await
+                }
+            },
             (["dashboard"], &Method::GET) => dashboard::page(),
             (["dashboard", "stream"], &Method::GET) => self.stats_stream(request, &conn),
             ([""], &Method::GET) => self.demo(),
             (["ssehub.js"], &Method::GET) => super::script::response(request.headers()),
             (["ssehub.js"], _) => method_not_allowed("GET"),
-            (["healthz"], &Method::GET) => {
-                json(StatusCode::OK, serde_json::json!({"status": "ok"}))
-            }
+            (["healthz"], &Method::GET) => self.health(),
             (["metrics"], &Method::GET) => self.metrics(),
             (["topics", ..], &Method::GET) => match self.check_token(&request) {
                 Err(response) => response,
@@ -168,8 +181,19 @@ impl App {
         response
     }
 
-    /// `/events`: reserved topics refused, then the endpoint (also called
-    /// from the HTTP/1 fast path, see `crate::serve`).
+    /// `/events` from the HTTP/1 fast path (see `crate::serve`): `None`
+    /// for a stream that must read history first (a resume on a clustered
+    /// node), which then takes the hyper path and [`App::route`]'s
+    /// asynchronous handling.
+    pub(crate) fn fast_events(
+        &self,
+        parts: &http::request::Parts,
+        conn: &ConnInfo,
+    ) -> Option<Answer> {
+        (!self.endpoint.reads_history_for(parts)).then(|| self.events(parts, conn))
+    }
+
+    /// `/events`: reserved topics refused, then the endpoint.
     pub(crate) fn events(&self, parts: &http::request::Parts, conn: &ConnInfo) -> Answer {
         let mut probe = Request::new(());
         *probe.uri_mut() = parts.uri.clone();
@@ -190,6 +214,25 @@ impl App {
         response
     }
 
+    /// `{"status": "ok"}`; clustered, `"degraded"` while the link to
+    /// Redis is not up (streams go on, publishes answer 503), with the
+    /// link's state.
+    fn health(&self) -> Answer {
+        let Some(backplane) = &self.backplane else {
+            return json(StatusCode::OK, serde_json::json!({"status": "ok"}));
+        };
+        let state = backplane.state();
+        let status = if state == LinkState::Up {
+            "ok"
+        } else {
+            "degraded"
+        };
+        json(
+            StatusCode::OK,
+            serde_json::json!({"status": status, "redis": state.as_str(), "node": backplane.node_name()}),
+        )
+    }
+
     fn metrics(&self) -> Answer {
         let figures = ServerFigures {
             open_connections: self
@@ -198,7 +241,11 @@ impl App {
                 .map_or(0, |n| n.load(Ordering::Relaxed)),
             start_time_seconds: self.start_time_seconds,
         };
-        let mut response = Response::new(full(metrics::render(&self.hub.metrics(), figures)));
+        let mut text = metrics::render(&self.hub.metrics(), figures);
+        if let Some(backplane) = &self.backplane {
+            backplane.render_metrics(&mut text);
+        }
+        let mut response = Response::new(full(text));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -232,23 +279,33 @@ impl App {
             }
         }
         let event = event_of(body.event, &body.data);
+        if let Some(backplane) = &self.backplane {
+            return match backplane.publish(&body.topic, &event).await {
+                Ok(id) => json(StatusCode::OK, serde_json::json!({"id": id.to_string()})),
+                Err(ClusterPublishError::Refused(error)) => self.publish_refused(&error),
+                Err(error @ ClusterPublishError::Backplane(_)) => self.busy(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &error.to_string(),
+                )),
+            };
+        }
         match self.hub.publish(&body.topic, &event) {
             Ok(report) => json(
                 StatusCode::OK,
                 serde_json::json!({"id": report.id.to_string(), "delivered": report.delivered}),
             ),
-            Err(error) => {
-                let status = match &error {
-                    PublishError::InvalidTopic(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    PublishError::Encode(EncodeError::TooLarge { .. }) => {
-                        StatusCode::PAYLOAD_TOO_LARGE
-                    }
-                    PublishError::Encode(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    _ => StatusCode::SERVICE_UNAVAILABLE,
-                };
-                self.busy(json_error(status, &error.to_string()))
-            }
+            Err(error) => self.publish_refused(&error),
         }
+    }
+
+    fn publish_refused(&self, error: &PublishError) -> Answer {
+        let status = match error {
+            PublishError::InvalidTopic(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            PublishError::Encode(EncodeError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            PublishError::Encode(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        self.busy(json_error(status, &error.to_string()))
     }
 
     async fn send(&self, id: &str, request: Request<Incoming>) -> Answer {

@@ -5,6 +5,9 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod cluster;
+pub mod proxy;
+pub mod redis_server;
 pub mod tls;
 
 use ssehub_tokio::server::{Server, ServerConfig};

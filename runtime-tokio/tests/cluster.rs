@@ -1,0 +1,122 @@
+//! Several hub nodes joined through a real `redis-server` (started by the
+//! test): publish on any node, receive on every node with byte-identical
+//! ids, resume on any node exactly.
+
+mod common;
+
+use common::cluster::{datas, node, publish_ok, seq_of, wait_applied, Client, Seen};
+use common::redis_server::RedisServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_on_b_reaches_a_and_c_with_identical_ids() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let c = node(&redis.url(), "c").await;
+    let mut on_a = Client::open(a.local_addr(), &["news"]).await;
+    let mut on_c = Client::open(c.local_addr(), &["news"]).await;
+    let id = publish_ok(b.local_addr(), "news", "hello").await;
+    let id2 = publish_ok(a.local_addr(), "news", "again").await;
+    assert_eq!(
+        seq_of(&id2),
+        seq_of(&id) + 1,
+        "one sequence for the cluster"
+    );
+    let seen_a = on_a.read(2).await;
+    let seen_c = on_c.read(2).await;
+    assert_eq!(seen_a, seen_c, "byte-identical ids and data on every node");
+    assert_eq!(
+        seen_a,
+        [
+            Seen::Event(id.clone(), "hello".to_owned()),
+            Seen::Event(id2, "again".to_owned())
+        ]
+    );
+    // The publishing node applies its own event from the channel too.
+    wait_applied(&b, seq_of(&id) + 1).await;
+    let (status, _, health) = common::request(b.local_addr(), "GET", "/healthz", &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(health, r#"{"node":"b","redis":"up","status":"ok"}"#);
+    let (_, _, metrics) = common::request(c.local_addr(), "GET", "/metrics", &[], "").await;
+    for line in [
+        "ssehub_redis_up{node=\"c\"} 1",
+        "ssehub_cluster_applied_total{node=\"c\"} 2",
+        "ssehub_cluster_gaps_total{node=\"c\"} 0",
+        "ssehub_cluster_lag_seconds_count{node=\"c\"} 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_two_topics_resumes_exactly_on_each_node_in_turn() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let c = node(&redis.url(), "c").await;
+    let nodes = [&a, &b, &c];
+    let mut client = Client::open(a.local_addr(), &["x", "y"]).await;
+    let mut published = Vec::new();
+    let mut n = 0;
+    // Each round: publish on every node and on an unrelated topic, read
+    // part, disconnect, publish more while away, resume on the next node.
+    for round in 0..6 {
+        for (i, node) in nodes.iter().enumerate() {
+            let topic = ["x", "y", "other"][(n + i) % 3];
+            n += 1;
+            let data = format!("r{round}-{n}");
+            publish_ok(node.local_addr(), topic, &data).await;
+            if topic != "other" {
+                published.push(data);
+            }
+        }
+        client
+            .read_until(published.last().expect("published"))
+            .await;
+        client.disconnect();
+        for node in nodes {
+            n += 1;
+            let topic = ["x", "y"][n % 2];
+            let data = format!("away{round}-{n}");
+            publish_ok(node.local_addr(), topic, &data).await;
+            published.push(data);
+        }
+        let next = nodes[(round + 1) % 3];
+        client.reconnect(next.local_addr()).await;
+        client
+            .read_until(published.last().expect("published"))
+            .await;
+    }
+    assert_eq!(
+        datas(&client.seen),
+        published,
+        "exactly what was published, in order"
+    );
+    let seqs: Vec<u64> = client
+        .seen
+        .iter()
+        .map(|s| match s {
+            Seen::Event(id, _) | Seen::Reset(id) => seq_of(id),
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_late_resumes_a_client_from_redis_history() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url(), "a").await;
+    let mut client = Client::open(a.local_addr(), &["x", "y"]).await;
+    publish_ok(a.local_addr(), "x", "1").await;
+    client.read(1).await;
+    client.disconnect();
+    publish_ok(a.local_addr(), "y", "2").await;
+    publish_ok(a.local_addr(), "z", "not mine").await;
+    publish_ok(a.local_addr(), "x", "3").await;
+    // B never saw those events: they come from the streams.
+    let b = node(&redis.url(), "b").await;
+    client.reconnect(b.local_addr()).await;
+    publish_ok(a.local_addr(), "y", "4").await;
+    client.read_until("4").await;
+    assert_eq!(datas(&client.seen), ["1", "2", "3", "4"]);
+}

@@ -79,6 +79,26 @@ pub struct HubConfig {
     pub shutdown_retry_window: (Duration, Duration),
     /// Granularity of deadlines: they fire at most this much late, never early.
     pub timer_resolution: Duration,
+    /// Who assigns event ids: this hub ([`Sequencing::Local`], the
+    /// default), or a backplane that orders events for several hubs
+    /// ([`Sequencing::External`]).
+    pub sequencing: Sequencing,
+}
+
+/// Who assigns the ids of a hub's events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Sequencing {
+    /// [`Hub::publish`](crate::Hub::publish) assigns them: one process,
+    /// no external service.
+    #[default]
+    Local,
+    /// A backplane assigns them (one order for a cluster of hubs), and
+    /// events enter only through [`Hub::apply`](crate::Hub::apply); the
+    /// epoch follows the backplane's ([`Hub::begin_epoch`](crate::Hub::begin_epoch)).
+    /// `publish` is refused, and a resume needs the history the caller
+    /// reads from the backplane ([`Reservation::supply_history`](crate::Reservation::supply_history)).
+    External,
 }
 
 impl Default for HubConfig {
@@ -104,6 +124,7 @@ impl Default for HubConfig {
             reset_event: "reset".to_owned(),
             shutdown_retry_window: (Duration::from_secs(1), Duration::from_secs(10)),
             timer_resolution: Duration::from_millis(10),
+            sequencing: Sequencing::Local,
         }
     }
 }

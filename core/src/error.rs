@@ -186,6 +186,11 @@ pub enum PublishError {
     },
     /// The hub has been shut down.
     ShutDown,
+    /// The hub's events are ordered by a backplane
+    /// ([`Sequencing::External`](crate::Sequencing::External)): publish
+    /// through it, and the hub gets the event through
+    /// [`Hub::apply`](crate::Hub::apply).
+    ExternallySequenced,
 }
 
 impl fmt::Display for PublishError {
@@ -195,9 +200,122 @@ impl fmt::Display for PublishError {
             Self::Encode(e) => write!(f, "cannot encode event: {e}"),
             Self::TooManyTopics { limit } => write!(f, "hub topic limit of {limit} reached"),
             Self::ShutDown => f.write_str("hub has been shut down"),
+            Self::ExternallySequenced => {
+                f.write_str("events of this hub are sequenced by its backplane; publish there")
+            }
         }
     }
 }
+
+/// Why [`Hub::apply`](crate::Hub::apply) refused an externally sequenced
+/// event. Nothing was applied and the hub's position did not move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The hub assigns its own ids ([`Sequencing::Local`](crate::Sequencing::Local)).
+    LocallySequenced,
+    /// The event's epoch is not the hub's: the backplane changed epochs
+    /// and [`Hub::begin_epoch`](crate::Hub::begin_epoch) must run first.
+    EpochMismatch {
+        /// The hub's epoch.
+        expected: u64,
+        /// The event's.
+        found: u64,
+    },
+    /// The topic name is invalid.
+    InvalidTopic(TopicError),
+    /// The body is not whole events as the encoder writes them (ending
+    /// with a blank line, LF line ends, no `id` field of its own).
+    InvalidBody {
+        /// Which rule the body breaks.
+        reason: &'static str,
+    },
+    /// The body with its `id:` line is larger than `max_event_bytes`.
+    TooLarge {
+        /// Its size with the longest `id:` line.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The topic does not exist and the hub already keeps `max_topics`.
+    TooManyTopics {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The hub has been shut down.
+    ShutDown,
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::LocallySequenced => f.write_str("this hub sequences its own events"),
+            Self::EpochMismatch { expected, found } => {
+                write!(f, "event of epoch {found}, hub is in epoch {expected}")
+            }
+            Self::InvalidTopic(e) => write!(f, "invalid topic: {e}"),
+            Self::InvalidBody { reason } => write!(f, "invalid event body: {reason}"),
+            Self::TooLarge { size, limit } => {
+                write!(f, "event of {size} bytes exceeds the limit of {limit}")
+            }
+            Self::TooManyTopics { limit } => write!(f, "hub topic limit of {limit} reached"),
+            Self::ShutDown => f.write_str("hub has been shut down"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// Why [`Reservation::supply_history`](crate::Reservation::supply_history)
+/// refused a history. The reservation is unchanged: without a history, a
+/// resume on an externally sequenced hub gets a reset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// A topic's events are not in strictly increasing order, or lie
+    /// outside `complete_after < seq <= through`.
+    OutOfOrder {
+        /// The topic.
+        topic: String,
+    },
+    /// `complete_after` is above `through`.
+    BadRange {
+        /// The topic.
+        topic: String,
+    },
+    /// An event body is not whole events without an `id` field, or is
+    /// larger than `max_event_bytes`.
+    InvalidBody {
+        /// The topic.
+        topic: String,
+        /// The event's sequence number.
+        seq: u64,
+    },
+}
+
+impl fmt::Display for HistoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfOrder { topic } => {
+                write!(
+                    f,
+                    "history of {topic:?} is out of order or out of its range"
+                )
+            }
+            Self::BadRange { topic } => {
+                write!(
+                    f,
+                    "history of {topic:?} is complete after a point past its end"
+                )
+            }
+            Self::InvalidBody { topic, seq } => {
+                write!(f, "history of {topic:?}: event {seq} has an invalid body")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HistoryError {}
 
 impl std::error::Error for PublishError {}
 

@@ -49,6 +49,7 @@ pub mod codec;
 mod config;
 mod deadline;
 mod error;
+mod history;
 mod hub;
 mod id;
 pub mod metrics;
@@ -61,15 +62,17 @@ pub mod sync;
 mod topics;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ConfigError, HubConfig};
+pub use config::{ConfigError, HubConfig, Sequencing};
 pub use error::{
-    ActivateError, InvariantViolation, PublishError, ReserveError, SendError, SubscribeError,
-    TopicError,
+    ActivateError, ApplyError, HistoryError, InvariantViolation, PublishError, ReserveError,
+    SendError, SubscribeError, TopicError,
 };
+pub use history::{History, TopicHistory};
 pub use hub::{
-    ClientList, ClientPage, CloseGuard, CloseOutcome, Hub, ParseCursorError, ParseSortError,
-    PublishReport, Reservation, ReserveOptions, ShutdownReport, TickReport, TopicCursor, TopicList,
-    TopicPage, TopicPresence, TopicSort, TopicSummary, DEFAULT_PRESENCE_PAGE, MAX_PRESENCE_PAGE,
+    Applied, ClientList, ClientPage, CloseGuard, CloseOutcome, Hub, ParseCursorError,
+    ParseSortError, PublishReport, Reservation, ReserveOptions, ShutdownReport, TickReport,
+    TopicCursor, TopicList, TopicPage, TopicPresence, TopicSort, TopicSummary,
+    DEFAULT_PRESENCE_PAGE, MAX_PRESENCE_PAGE,
 };
 pub use id::{ClientId, EventId, ParseIdError};
 pub use metrics::MetricsSnapshot;

@@ -41,6 +41,13 @@ pub(crate) enum Push {
     Closed(CloseReason),
 }
 
+impl Push {
+    /// `true` for [`Push::Queued`].
+    pub(crate) fn is_queued(&self) -> bool {
+        matches!(self, Self::Queued)
+    }
+}
+
 pub(crate) struct Queue {
     state: Mutex<State>,
     ready: Condvar,

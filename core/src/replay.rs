@@ -62,6 +62,20 @@ impl ReplayRing {
         }
     }
 
+    /// Drops everything and starts over at `floor`, forgetting what was
+    /// evicted: for a new epoch, whose sequence numbers start again.
+    pub(crate) fn restart(&mut self, floor: u64) {
+        self.events.clear();
+        self.bytes = 0;
+        self.evicted_newest = floor;
+    }
+
+    /// Records that events up to `through` may be missing, whether or not
+    /// they were ever retained: a resume from before it gets a reset.
+    pub(crate) fn mark_lost(&mut self, through: u64) {
+        self.evicted_newest = self.evicted_newest.max(through);
+    }
+
     /// Evicts everything, recording it as lost.
     pub(crate) fn clear(&mut self) {
         while self.evict_oldest() {}

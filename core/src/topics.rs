@@ -294,6 +294,30 @@ impl TopicMap {
         *gap = (*gap).max(evicted);
     }
 
+    /// Records that the events of `name` (which is not in the map) up to
+    /// `through` are missing here; call `trim` after.
+    pub(crate) fn mark_lost(&mut self, name: &SharedStr, through: u64) {
+        if through <= self.floor {
+            return;
+        }
+        let gap = self.gaps.entry(SharedStr::clone(name)).or_insert(0);
+        *gap = (*gap).max(through);
+    }
+
+    /// Every topic created from now on starts past `through`.
+    pub(crate) fn raise_floor(&mut self, through: u64) {
+        if through > self.floor {
+            self.floor = through;
+            self.gaps.retain(|_, mark| *mark > through);
+        }
+    }
+
+    /// Forgets every gap and starts the floor at `floor`: for a new epoch.
+    pub(crate) fn restart(&mut self, floor: u64) {
+        self.gaps.clear();
+        self.floor = floor;
+    }
+
     /// Keeps the gap memory within its bound, after a batch of `retire`s:
     /// folds the older half into `floor` when it is over (amortized O(1)
     /// per retired topic). Done per batch, not per topic, so the result

@@ -14,7 +14,7 @@ impl Hub {
     pub(super) fn frame_with_id(&self, seq: u64, body: &[u8]) -> Bytes {
         let mut buf = BytesMut::with_capacity(body.len() + ID_FIELD_MAX);
         buf.put_slice(b"id: ");
-        put_decimal(&mut buf, self.shared.config.epoch);
+        put_decimal(&mut buf, self.epoch());
         buf.put_u8(b'-');
         put_decimal(&mut buf, seq);
         buf.put_u8(b'\n');
@@ -50,7 +50,7 @@ impl Hub {
         let jitter = if span == 0 {
             0
         } else {
-            splitmix64(id.generation().get() ^ self.shared.config.epoch) % (span + 1)
+            splitmix64(id.generation().get() ^ self.epoch()) % (span + 1)
         };
         let mut buf = BytesMut::with_capacity(body.len() + 32);
         buf.put_slice(b"retry: ");

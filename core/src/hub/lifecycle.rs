@@ -11,15 +11,19 @@
 //! - a final frame ([`Hub::close_with`], shutdown) is queued and the queue
 //!   closed in one step under the queue's lock, so nothing can follow it.
 
+use super::frames::{check_direct_frame, ID_FIELD_MAX};
 use super::slots::{Entry, Registry, SlotState};
 use super::subscriptions::{Budget, Refusal};
 use super::Hub;
 use crate::codec::{EncodeError, Event};
+use crate::config::Sequencing;
+use crate::error::HistoryError;
 use crate::error::{ActivateError, ReserveError};
+use crate::history::History;
 use crate::queue::{ClientStream, Queue};
 use crate::reason::CloseReason;
 use crate::sync::{Arc, MutexGuard, Ordering, SharedStr};
-use crate::topics::{validate_topic, TopicState};
+use crate::topics::{validate_topic, Topic, TopicState};
 use crate::{ClientId, EventId};
 use bytes::{Bytes, BytesMut};
 use std::fmt;
@@ -101,6 +105,9 @@ pub struct Reservation {
     id: ClientId,
     queue: Arc<Queue>,
     done: bool,
+    /// History read from a backplane for the resume (externally
+    /// sequenced hubs only).
+    history: Option<Box<History>>,
 }
 
 impl fmt::Debug for Reservation {
@@ -134,7 +141,62 @@ impl Reservation {
     /// the hub's topic limit stops it. Either way the slot is freed.
     pub fn activate(mut self) -> Result<ClientId, ActivateError> {
         self.done = true;
-        self.hub.activate(self.id)
+        let history = self.history.take();
+        self.hub.activate(self.id, history.as_deref())
+    }
+
+    /// Where the client resumes from: its `Last-Event-ID`, when it is a
+    /// well-formed id of the hub's current epoch. `None` when it sent
+    /// none, or one that can only be answered with a reset. On an
+    /// externally sequenced hub this is what the caller reads history
+    /// after (every event of the client's topics newer than it) before
+    /// [`supply_history`](Self::supply_history).
+    pub fn resume_point(&self) -> Option<EventId> {
+        let reg = self.hub.shared.registry.lock();
+        let last = reg.lookup(self.id)?.last_event_id.as_deref()?;
+        let last = last.parse::<EventId>().ok()?;
+        (last.epoch() == self.hub.epoch()).then_some(last)
+    }
+
+    /// Hands over history read from a backplane, for the resume at
+    /// [`activate`](Self::activate) on an externally sequenced hub. There
+    /// the replay merges it with the hub's own ring by sequence number,
+    /// under the topic locks: events up to `through` come from it, later
+    /// ones from the ring or live, each exactly once. The client gets a
+    /// reset instead when, for any of its topics, the history is missing,
+    /// of another epoch, not complete after its id (`complete_after` is
+    /// above it), or meets a gap of the ring. A local hub ignores it.
+    ///
+    /// # Errors
+    ///
+    /// [`HistoryError`] for a history that breaks its own promise (events
+    /// out of order or out of range, invalid bodies); it is not kept.
+    pub fn supply_history(&mut self, history: History) -> Result<(), HistoryError> {
+        let limit = self.hub.shared.config.max_event_bytes;
+        for topic in &history.topics {
+            if topic.complete_after > topic.through {
+                return Err(HistoryError::BadRange {
+                    topic: topic.name.clone(),
+                });
+            }
+            let mut previous = topic.complete_after;
+            for (seq, body) in &topic.events {
+                if *seq <= previous || *seq > topic.through {
+                    return Err(HistoryError::OutOfOrder {
+                        topic: topic.name.clone(),
+                    });
+                }
+                previous = *seq;
+                if check_direct_frame(body).is_err() || body.len() + ID_FIELD_MAX > limit {
+                    return Err(HistoryError::InvalidBody {
+                        topic: topic.name.clone(),
+                        seq: *seq,
+                    });
+                }
+            }
+        }
+        self.history = Some(Box::new(history));
+        Ok(())
     }
 }
 
@@ -268,10 +330,11 @@ impl Hub {
             id,
             queue,
             done: false,
+            history: None,
         })
     }
 
-    fn activate(&self, id: ClientId) -> Result<ClientId, ActivateError> {
+    fn activate(&self, id: ClientId, history: Option<&History>) -> Result<ClientId, ActivateError> {
         let shared = &*self.shared;
         let mut reg = shared.registry.lock();
         let Some(entry) = reg.lookup(id) else {
@@ -316,11 +379,14 @@ impl Hub {
         // and the live subscription meet at one point (I8). One topic (the
         // common case) needs no vector of guards.
         match topics.as_slice() {
-            [] => self.join_locked(id, entry, &mut [], now),
-            [topic] => self.join_locked(id, entry, &mut [topic.state.lock()], now),
+            [] => self.join_locked(id, entry, &[], &mut [], history, now),
+            [topic] => {
+                let mut guards = [topic.state.lock()];
+                self.join_locked(id, entry, &topics, &mut guards, history, now);
+            }
             many => {
                 let mut guards: Vec<_> = many.iter().map(|t| t.state.lock()).collect();
-                self.join_locked(id, entry, &mut guards, now);
+                self.join_locked(id, entry, many, &mut guards, history, now);
             }
         }
         entry.joined = topics;
@@ -334,38 +400,42 @@ impl Hub {
     }
 
     /// Queues the replay (or a reset) and subscribes, with every one of the
-    /// client's topics locked (`guards`, in name order).
+    /// client's topics locked (`guards`, in name order, one per `topics`).
     ///
     /// Why the cut is exact (I8): a publish assigns its sequence number
     /// only once it holds its topic's lock, and pushes everywhere before
     /// it lets the sequencer go. So, with these topics locked, every event
     /// numbered up to `cut` on them is already in their rings, and every
     /// later one will be pushed to this client live, after the replay.
+    /// With a backplane's history (X1), events up to the history's
+    /// `through` come from it and later ones from the ring; events above
+    /// `cut` are left to the live path.
     fn join_locked(
         &self,
         id: ClientId,
         entry: &mut Entry,
+        topics: &[Arc<Topic>],
         guards: &mut [MutexGuard<'_, TopicState>],
+        history: Option<&History>,
         now: u64,
     ) {
         let shared = &*self.shared;
         if let Some(last) = entry.last_event_id.take() {
             let cut = shared.seq.load(Ordering::Acquire);
+            let epoch = self.epoch();
             let replay = match last.parse::<EventId>() {
-                Ok(last) if last.epoch() == shared.config.epoch && last.seq() <= cut => {
-                    if guards.iter().any(|g| g.ring.has_gap_after(last.seq())) {
-                        None
-                    } else {
-                        let mut events: Vec<(u64, Bytes)> = guards
-                            .iter()
-                            .flat_map(|g| g.ring.after(last.seq()))
-                            .map(|e| (e.seq, e.frame.clone()))
-                            .collect();
-                        events.sort_unstable_by_key(|(seq, _)| *seq);
+                Ok(last) if last.epoch() == epoch && last.seq() <= cut => {
+                    match shared.config.sequencing {
+                        Sequencing::Local => local_replay(guards, last.seq()),
+                        Sequencing::External => history
+                            .filter(|h| h.epoch == epoch)
+                            .and_then(|h| self.merged_replay(topics, guards, h, last.seq(), cut)),
+                    }
+                    .filter(|events| {
                         let (frames, bytes) = entry.queue.room();
                         let size: usize = events.iter().map(|(_, f)| f.len()).sum();
-                        (events.len() <= frames && size <= bytes).then_some(events)
-                    }
+                        events.len() <= frames && size <= bytes
+                    })
                 }
                 _ => None,
             };
@@ -386,6 +456,46 @@ impl Hub {
         for guard in guards.iter_mut() {
             guard.subscribe(id, Arc::clone(&entry.queue));
         }
+    }
+
+    /// The events after `after` from a backplane's history and the rings,
+    /// each once, in order; `None` when together they do not cover every
+    /// event of the topics in `after < seq <= cut`.
+    fn merged_replay(
+        &self,
+        topics: &[Arc<Topic>],
+        guards: &[MutexGuard<'_, TopicState>],
+        history: &History,
+        after: u64,
+        cut: u64,
+    ) -> Option<Vec<(u64, Bytes)>> {
+        let mut events = Vec::new();
+        for (topic, guard) in topics.iter().zip(guards) {
+            let read = history.topics.iter().find(|t| *t.name == *topic.name)?;
+            if read.complete_after > after {
+                return None;
+            }
+            // The history holds the topic's events in (after, through]; the
+            // ring must hold every later one.
+            let held_from = after.max(read.through);
+            if guard.ring.has_gap_after(held_from) {
+                return None;
+            }
+            events.extend(
+                read.events
+                    .iter()
+                    .filter(|(seq, _)| *seq > after && *seq <= cut)
+                    .map(|(seq, body)| (*seq, self.frame_with_id(*seq, body))),
+            );
+            events.extend(
+                guard
+                    .ring
+                    .after(held_from)
+                    .map(|e| (e.seq, e.frame.clone())),
+            );
+        }
+        events.sort_unstable_by_key(|(seq, _)| *seq);
+        Some(events)
     }
 
     /// Frees a reservation dropped without activation.
@@ -538,4 +648,19 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
+}
+
+/// The events after `after` in the rings, in order; `None` when a ring has
+/// lost one.
+fn local_replay(guards: &[MutexGuard<'_, TopicState>], after: u64) -> Option<Vec<(u64, Bytes)>> {
+    if guards.iter().any(|g| g.ring.has_gap_after(after)) {
+        return None;
+    }
+    let mut events: Vec<(u64, Bytes)> = guards
+        .iter()
+        .flat_map(|g| g.ring.after(after))
+        .map(|e| (e.seq, e.frame.clone()))
+        .collect();
+    events.sort_unstable_by_key(|(seq, _)| *seq);
+    Some(events)
 }

@@ -10,6 +10,7 @@
 //! | `timers` | `tick`, `flushed`, heartbeats, idle/stall timeouts, replay expiry |
 //! | `shutdown` | refusing new clients and sending every client its final frame |
 //! | `frames` | the frames the hub writes itself: ids, reset, heartbeat, shutdown |
+//! | `external` | events sequenced by a backplane: apply, epochs, lost history |
 //! | `presence` | topic and subscriber snapshots for operators, without stalling publishing |
 //! | `invariants` | [`Hub::check_invariants`] |
 //!
@@ -53,6 +54,7 @@
 //! I1–I8 as DESIGN.md names them; [`Hub::check_invariants`] checks the
 //! structural ones (I1, I2, I4's bookkeeping, I5) at any quiescent point.
 
+mod external;
 mod frames;
 mod invariants;
 mod lifecycle;
@@ -63,6 +65,7 @@ mod slots;
 mod subscriptions;
 mod timers;
 
+pub use external::Applied;
 pub use lifecycle::{CloseGuard, CloseOutcome, Reservation, ReserveOptions};
 pub use presence::{
     ClientList, ClientPage, ParseCursorError, ParseSortError, TopicCursor, TopicList, TopicPage,
@@ -103,6 +106,10 @@ struct Shared {
     source: Option<Box<dyn Clock>>,
     /// The newest sequence number assigned. Written only under `sequencer`.
     seq: AtomicU64,
+    /// The epoch of every id: `config.epoch`, or the backplane's
+    /// ([`Hub::begin_epoch`]). Written only under the registry lock and
+    /// `sequencer`, together with `seq`.
+    epoch: AtomicU64,
     /// Serializes "assign a sequence number and push the event everywhere".
     sequencer: Mutex<()>,
     /// Set under `sequencer` (and the registry lock) by `shutdown`.
@@ -153,7 +160,7 @@ pub struct Hub {
 impl fmt::Debug for Hub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hub")
-            .field("epoch", &self.shared.config.epoch)
+            .field("epoch", &self.epoch())
             .field("len", &self.len())
             .finish_non_exhaustive()
     }
@@ -167,7 +174,7 @@ impl Hub {
     /// `tick` on a fixed short interval (as the tokio adapter's did) keeps
     /// that stamp fresh; one that sleeps until
     /// [`TickReport::next_deadline`] should build the hub
-    /// [`with_clock`](Self::with_clock) instead (see [`crate::clock`]).
+    /// [`with_clock`](Self::with_clock) instead (see [`Clock`](crate::Clock)).
     pub fn new(config: HubConfig, now: Instant) -> Self {
         Self::build(config, now, None)
     }
@@ -195,6 +202,7 @@ impl Hub {
                 clock: Counter::default(),
                 source,
                 seq: AtomicU64::new(0),
+                epoch: AtomicU64::new(config.epoch),
                 sequencer: Mutex::new(()),
                 shut_down: AtomicBool::new(false),
                 registry: Mutex::new(Registry {
@@ -265,13 +273,16 @@ impl Hub {
         self.shared.registry.lock().deadlines.len()
     }
 
-    /// The id of the newest event published; the next publish gets a
-    /// greater one.
+    /// The id of the newest event published (or applied); the next one
+    /// gets a greater one. Epoch and sequence number are read together.
     pub fn last_event_id(&self) -> EventId {
-        EventId::new(
-            self.shared.config.epoch,
-            self.shared.seq.load(Ordering::Acquire),
-        )
+        let _order = self.shared.sequencer.lock();
+        EventId::new(self.epoch(), self.shared.seq.load(Ordering::Acquire))
+    }
+
+    /// The epoch of the ids this hub writes now.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch.load(Ordering::Acquire)
     }
 
     /// A point-in-time copy of the hub's state and counters.

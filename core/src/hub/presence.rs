@@ -456,8 +456,7 @@ impl Hub {
             subscribers: row.subscribers,
             retained: row.retained,
             retained_bytes: row.retained_bytes,
-            last_event_id: (row.last_seq > 0)
-                .then(|| EventId::new(self.shared.config.epoch, row.last_seq)),
+            last_event_id: (row.last_seq > 0).then(|| EventId::new(self.epoch(), row.last_seq)),
             events_last_minute: row.events_last_minute,
         }
     }

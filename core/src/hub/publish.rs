@@ -30,6 +30,7 @@
 use super::frames::{check_direct_frame, ID_FIELD_MAX};
 use super::Hub;
 use crate::codec::{EncodeError, Event};
+use crate::config::Sequencing;
 use crate::error::{PublishError, SendError};
 use crate::queue::Push;
 use crate::reason::CloseReason;
@@ -53,7 +54,8 @@ pub struct PublishReport {
 }
 
 /// What happened under the sequencer, for the work done after it.
-struct Placed {
+pub(super) struct Placed {
+    epoch: u64,
     seq: u64,
     delivered: usize,
     /// The topic, with the expiry bucket to file it under and whether the
@@ -75,23 +77,20 @@ impl Hub {
     /// # Errors
     ///
     /// [`PublishError`]: invalid topic, unencodable or oversized event, the
-    /// topic limit, or a shut-down hub. Nothing was published then and no
+    /// topic limit, a shut-down hub, or a hub whose events a backplane
+    /// sequences ([`PublishError::ExternallySequenced`]: publish there and
+    /// [`Hub::apply`] what it orders). Nothing was published then and no
     /// id was consumed.
     pub fn publish(&self, topic: &str, event: &Event) -> Result<PublishReport, PublishError> {
         validate_topic(topic).map_err(PublishError::InvalidTopic)?;
         let shared = &*self.shared;
+        if shared.config.sequencing == Sequencing::External {
+            return Err(PublishError::ExternallySequenced);
+        }
         if shared.shut_down.load(Ordering::Acquire) {
             return Err(PublishError::ShutDown);
         }
-        let mut body = BytesMut::new();
-        event
-            .encode_with_id(None, &mut body)
-            .map_err(PublishError::Encode)?;
-        let limit = shared.config.max_event_bytes;
-        let size = body.len() + ID_FIELD_MAX;
-        if size > limit {
-            return Err(PublishError::Encode(EncodeError::TooLarge { size, limit }));
-        }
+        let body = self.encode_body(event)?;
         let now = self.push_time();
         let mut slow = Vec::new();
         let placed = {
@@ -101,9 +100,37 @@ impl Hub {
             if shared.shut_down.load(Ordering::Acquire) {
                 return Err(PublishError::ShutDown);
             }
-            self.place(topic, &body, now, &mut slow)?
+            self.place(topic, &body, None, now, &mut slow)?
         };
         shared.metrics.events_published.add(1);
+        Ok(self.after_place(placed, slow))
+    }
+
+    /// Encodes an event the way `publish` stores it, without an `id:` line
+    /// (the hub adds it): the body a backplane carries to
+    /// [`Hub::apply`] on every node, byte for byte.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Encode`] for an event that cannot be encoded, or
+    /// that would exceed `max_event_bytes` with the longest `id:` line.
+    pub fn encode_body(&self, event: &Event) -> Result<Bytes, PublishError> {
+        let mut body = BytesMut::new();
+        event
+            .encode_with_id(None, &mut body)
+            .map_err(PublishError::Encode)?;
+        let limit = self.shared.config.max_event_bytes;
+        let size = body.len() + ID_FIELD_MAX;
+        if size > limit {
+            return Err(PublishError::Encode(EncodeError::TooLarge { size, limit }));
+        }
+        Ok(body.freeze())
+    }
+
+    /// The work after the sequencer: the replay budget, expiry filing,
+    /// dropping a topic the publish left unused, closing slow consumers.
+    pub(super) fn after_place(&self, placed: Placed, slow: Vec<ClientId>) -> PublishReport {
+        let shared = &*self.shared;
         self.enforce_replay_budget();
         if let Some((topic, expiry, unused)) = placed.topic {
             if let Some(bucket) = expiry {
@@ -120,22 +147,25 @@ impl Hub {
         for &id in &slow {
             let _ = self.close(id, CloseReason::SlowConsumer);
         }
-        Ok(PublishReport {
-            id: EventId::new(shared.config.epoch, placed.seq),
+        PublishReport {
+            id: EventId::new(placed.epoch, placed.seq),
             delivered: placed.delivered,
             slow_consumers: slow,
-        })
+        }
     }
 
-    /// Assigns the next sequence number and puts the event everywhere it
-    /// goes. Called with the sequencer held.
-    fn place(
+    /// Assigns the next sequence number (or `fixed`, an externally
+    /// assigned one, newer than the hub's) and puts the event everywhere
+    /// it goes. Called with the sequencer held.
+    pub(super) fn place(
         &self,
         name: &str,
         body: &[u8],
+        fixed: Option<u64>,
         now: u64,
         slow: &mut Vec<ClientId>,
     ) -> Result<Placed, PublishError> {
+        let epoch = self.epoch();
         let shared = &*self.shared;
         loop {
             let existing = shared.topics.read().map.get(name).cloned();
@@ -145,7 +175,7 @@ impl Hub {
                     // Dropped since the lookup: look the name up again.
                     continue;
                 }
-                let seq = self.next_seq();
+                let seq = self.next_seq(fixed);
                 let frame = self.frame_with_id(seq, body);
                 let mut delivered = 0;
                 for sub in &state.subs {
@@ -163,6 +193,7 @@ impl Hub {
                 let unused = state.is_unused();
                 drop(state);
                 return Ok(Placed {
+                    epoch,
                     seq,
                     delivered,
                     topic: Some((topic, expiry, unused)),
@@ -172,7 +203,8 @@ impl Hub {
             if capacity == 0 {
                 // Nobody to deliver to and nothing to retain.
                 return Ok(Placed {
-                    seq: self.next_seq(),
+                    epoch,
+                    seq: self.next_seq(fixed),
                     delivered: 0,
                     topic: None,
                 });
@@ -188,7 +220,7 @@ impl Hub {
             }
             // Created with its first event in place, under the map's write
             // lock: nobody sees the topic empty (I5).
-            let seq = self.next_seq();
+            let seq = self.next_seq(fixed);
             let frame = self.frame_with_id(seq, body);
             let topic = map.create(&SharedStr::from(name), capacity, None);
             let mut state = topic.state.lock();
@@ -199,6 +231,7 @@ impl Hub {
             drop(state);
             drop(map);
             return Ok(Placed {
+                epoch,
                 seq,
                 delivered: 0,
                 topic: Some((topic, expiry, false)),
@@ -287,10 +320,11 @@ impl Hub {
         self.drop_unused(&unused);
     }
 
-    /// The next sequence number. Called with the sequencer held, so the
-    /// load and the store are one step.
-    fn next_seq(&self) -> u64 {
-        let seq = self.shared.seq.load(Ordering::Acquire) + 1;
+    /// The next sequence number, or `fixed` when the backplane assigned
+    /// it. Called with the sequencer held, so the load and the store are
+    /// one step.
+    fn next_seq(&self, fixed: Option<u64>) -> u64 {
+        let seq = fixed.unwrap_or_else(|| self.shared.seq.load(Ordering::Acquire) + 1);
         self.shared.seq.store(seq, Ordering::Release);
         seq
     }

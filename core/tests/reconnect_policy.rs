@@ -850,3 +850,26 @@ fn splitmix64_matches_the_reference_generator() {
     );
     assert_eq!(SplitMix64::new(0).next_u64(), 0xe220_a839_7b1d_cdaf);
 }
+
+#[test]
+fn retry_after_dates_are_checked_field_by_field() {
+    let now = UNIX_EPOCH;
+    // 2000 is a leap year (divisible by 400); April has 30 days.
+    assert_eq!(
+        parse_retry_after("Tue, 29 Feb 2000 12:00:00 GMT", now),
+        Some(Duration::from_secs(951_825_600))
+    );
+    assert_eq!(
+        parse_retry_after("Wed, 30 Apr 2025 00:00:00 GMT", now),
+        Some(Duration::from_secs(1_745_971_200))
+    );
+    for bad in [
+        "Thu, 31 Apr 2025 00:00:00 GMT",
+        "Sun, 00 Nov 1994 08:49:37 GMT",
+        "Sun, 06 Nov 1994 08:60:00 GMT",
+        "Sun, 06 Nov 1994 08:49:61 GMT",
+        "Sun, 06 Nov 1994 08:49:37:00 GMT",
+    ] {
+        assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+    }
+}

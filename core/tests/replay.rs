@@ -295,3 +295,22 @@ fn ids_are_epoch_dash_seq_and_strictly_increase_per_topic() {
     assert_eq!(got.len(), 10);
     assert_eq!(got[9].0, last.unwrap().to_string());
 }
+
+/// With nothing retained (`replay_capacity == 0`), an event published to a
+/// topic nobody subscribes to creates no topic; a client that later
+/// resumes on it from before that event must still learn it missed one
+/// (I8: a reset, never a silent skip).
+#[test]
+fn an_unretained_event_on_a_missing_topic_still_resets_an_older_resume() {
+    let hub = Hub::new(config(0), Instant::now());
+    let first = hub.publish("t", &Event::new("lost")).expect("publish").id;
+    assert_eq!(hub.topic_count(), 0);
+    let (_, stream) = connect(&hub, &["t"], Some("7-0"));
+    let got = events(&stream);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1, "reset");
+    assert_eq!(got[0].0, first.to_string());
+    // Resuming from the newest id misses nothing.
+    let (_, stream) = connect(&hub, &["t"], Some(&first.to_string()));
+    assert!(events(&stream).is_empty());
+}

@@ -201,10 +201,14 @@ impl Hub {
             }
             let capacity = shared.config.replay_capacity;
             if capacity == 0 {
-                // Nobody to deliver to and nothing to retain.
+                // Nobody to deliver to and nothing to retain. A topic of
+                // this name created later must not claim the event (I8):
+                // every topic created from now on starts past it.
+                let seq = self.next_seq(fixed);
+                shared.topics.write().raise_floor(seq);
                 return Ok(Placed {
                     epoch,
-                    seq: self.next_seq(fixed),
+                    seq,
                     delivered: 0,
                     topic: None,
                 });

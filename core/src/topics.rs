@@ -436,6 +436,31 @@ mod tests {
     }
 
     #[test]
+    fn raising_the_floor_keeps_the_gaps_above_it() {
+        let mut map = TopicMap::new(8);
+        retire_with(&mut map, "low", 4);
+        retire_with(&mut map, "even", 6);
+        retire_with(&mut map, "high", 10);
+        map.raise_floor(6);
+        assert_eq!(map.gap("high"), 10, "a loss above the floor is kept");
+        assert_eq!(map.gap("low"), 6);
+        assert_eq!(map.gap("fresh"), 6);
+        assert_eq!(map.gaps.len(), 1, "marks the floor covers are dropped");
+        map.raise_floor(5);
+        assert_eq!(map.gap("fresh"), 6, "the floor never moves down");
+    }
+
+    #[test]
+    fn a_restart_forgets_every_gap_and_the_old_floor() {
+        let mut map = TopicMap::new(8);
+        retire_with(&mut map, "old", 9);
+        map.raise_floor(7);
+        map.restart(2);
+        assert_eq!(map.gap("old"), 2);
+        assert_eq!(map.gap("fresh"), 2);
+    }
+
+    #[test]
     fn gap_memory_is_per_name() {
         let mut map = TopicMap::new(8);
         retire_with(&mut map, "other", 9);

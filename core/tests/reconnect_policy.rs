@@ -873,3 +873,22 @@ fn retry_after_dates_are_checked_field_by_field() {
         assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
     }
 }
+
+#[test]
+fn a_fatal_connect_error_closes_only_while_connecting() {
+    let mut policy = max_jitter(config());
+    let _ = policy.start();
+    match policy.on_fatal_connect_error() {
+        Action::Close(info) => {
+            assert_eq!(info.reason, CloseReason::FatalConnectError);
+            assert!(info.fatal && !info.is_local, "{info:?}");
+        }
+        other => panic!("expected Close, got {other:?}"),
+    }
+    // An open stream is not a connection attempt: nothing to close for.
+    let mut policy = max_jitter(config());
+    let _ = policy.start();
+    open(&mut policy);
+    assert_eq!(policy.on_fatal_connect_error(), Action::Continue);
+    assert_eq!(policy.state(), &State::Open);
+}

@@ -109,7 +109,15 @@ fn splitmix64(mut x: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_direct_frame, splitmix64};
+    use super::{check_direct_frame, splitmix64, ID_FIELD_MAX};
+
+    #[test]
+    fn the_id_field_bound_is_the_longest_id_line() {
+        // `frame_with_id` sizes its buffer with it: the longest line must
+        // fit, so the frame is written without a reallocation.
+        let longest = format!("id: {}-{}\n", u64::MAX, u64::MAX);
+        assert_eq!(ID_FIELD_MAX, longest.len());
+    }
 
     #[test]
     fn splitmix64_matches_the_reference_generator() {

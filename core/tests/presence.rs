@@ -324,3 +324,10 @@ fn snapshots_taken_while_publishing_see_each_topic_move_forward_only() {
         .sum();
     assert_eq!(total, 4000);
 }
+
+#[test]
+fn sort_orders_parse_from_their_names() {
+    assert_eq!("name".parse(), Ok(TopicSort::Name));
+    assert_eq!("subscribers".parse(), Ok(TopicSort::Subscribers));
+    assert!("newest".parse::<TopicSort>().is_err());
+}

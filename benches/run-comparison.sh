@@ -2,27 +2,41 @@
 # End-to-end comparison of the ssehub server against baseline B (axum +
 # tokio broadcast + Sse) over loopback, with the same load generator and
 # the same scenarios, each server started fresh on an ephemeral port for
-# every run. Prints a table of medians and ssehub/baseline ratios.
+# every run. Prints every run and a table of min / median / max per server
+# with the ratio of the medians.
 #
-# usage: benches/run-comparison.sh [--repeat N] [--quick] [--criterion]
-#   --repeat N    runs of every scenario per server (default 3; medians)
+# usage: benches/run-comparison.sh [--repeat N] [--quick] [--criterion] [--no-pin] [--only NAME]
+#   --repeat N    runs (interleaved pairs) of every scenario (default 5)
 #   --quick       small sizes (a smoke-sized comparison, ~30 s)
 #   --criterion   also run the criterion benches and print their ratio table
+#   --no-pin      do not pin the server and the load generator to cores
+#   --only NAME   run one scenario (e.g. tput-1k)
+#
+# Every run is one interleaved pair: both servers, back to back, the order
+# alternating between runs, so drift hits both alike; the table gives
+# min / median / max over the runs and the ratio of the medians. With two
+# or more CPUs the server runs on CPU 0 and the load generator on CPU 1
+# (`taskset`), so neither takes the other's core (the machine's other load
+# still shares them: the 1-minute load average is recorded with every run).
 #
 # Environment: CARGO_TARGET_DIR (default target/h-bench), OUT (results
 # directory, default $CARGO_TARGET_DIR/comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-repeat=3
+repeat=5
 quick=0
 criterion=0
+pin=1
+only=
 while [ $# -gt 0 ]; do
     case "$1" in
         --repeat) repeat="$2"; shift 2 ;;
         --quick) quick=1; shift ;;
         --criterion) criterion=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --no-pin) pin=0; shift ;;
+        --only) only="$2"; shift 2 ;;
+        -h|--help) sed -n '2,/^set -e/{/^set -e/d;p}' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -69,29 +83,45 @@ else
     )
 fi
 
+# Pinning: server on CPU 0, load generator on CPU 1.
+server_pin=()
+loadgen_pin=()
+if [ "$pin" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
+    server_pin=(taskset -c 0)
+    loadgen_pin=(taskset -c 1)
+    echo "pinning: server on CPU 0, load generator on CPU 1"
+else
+    echo "not pinning (--no-pin, one CPU, or no taskset)"
+fi
+
 for ((run = 1; run <= repeat; run++)); do
     for scenario in "${scenarios[@]}"; do
         IFS='|' read -r name args extra <<< "$scenario"
+        if [ -n "$only" ] && [ "$name" != "$only" ]; then continue; fi
         # Alternate which server goes first, so drift hits both alike.
         order=(ssehub baseline_b)
         if [ $((run % 2)) = 0 ]; then order=(baseline_b ssehub); fi
         for server in "${order[@]}"; do
             label="$server/$name/$run"
-            command="${servers[$server]}"
+            command="${server_pin[*]} ${servers[$server]}"
             if [ "$server" = ssehub ] && [ -n "$extra" ]; then command="$command $extra"; fi
+            load=$(cut -d' ' -f1 /proc/loadavg)
             # shellcheck disable=SC2086
-            if ! "$bin/loadgen" --label "$label" --token "$token" \
+            if ! "${loadgen_pin[@]}" "$bin/loadgen" --label "$label" --token "$token" \
                 --spawn "$command" --server-log "$out/${server}-${name}-${run}.log" \
                 $args > "$out/last.json"; then
                 echo "loadgen failed for $label (see $out/${server}-${name}-${run}.log)" >&2
             fi
-            tail -n 1 "$out/last.json" >> "$results"
+            # The load average before the run, and whether it was pinned.
+            tail -n 1 "$out/last.json" |
+                sed "s/^{/{\"load1\":$load,\"pinned\":$([ ${#server_pin[@]} -gt 0 ] && echo true || echo false),/" >> "$results"
+            echo "$label: load $load, $(grep -o '"deliveries_per_sec":[0-9.]*' "$out/last.json" | tail -n 1)"
         done
     done
 done
 
 echo
-echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(uptime)"
 python3 benches/scripts/comparison_table.py "$results"
 
 if [ "$criterion" = 1 ]; then

@@ -2,6 +2,25 @@
 //! threads) against baseline A's register → subscribe → unsubAll, and
 //! subscribe/unsubscribe churn on a topic that is being published to.
 //!
+//! Like for like:
+//! - **cycle**: A's `register_client` formats and queues its `connected`
+//!   event, so ssehub's cycle queues what the adapter opens every stream
+//!   with: the `welcome` event carrying the client id and the `retry:`
+//!   hint, encoded and queued before activation
+//!   (`Reservation::send_frame`, as `respond::open_with` does). The JSON is
+//!   `format!`ted on both sides.
+//! - **churn**: the publisher on both sides sends at the same fixed rate
+//!   ([`CHURN_RATE`] events a second, each to 1 000 subscribers, which it
+//!   drains), so the churner's figure is what a subscribe + unsubscribe
+//!   costs beside the same publishing load, not how long each side's
+//!   publisher holds its locks when it runs flat out. Each side prints the
+//!   events it published and the rate it reached.
+//!
+//! The cycle is timed twice: `cycle/*` in wall time (throughput: the
+//! 2-thread figure shows whether two threads scale) and `cycle_cpu/*` in
+//! the CPU time of the cycling threads (what a cycle costs, robust to the
+//! other processes of a shared machine taking the cores).
+//!
 //! Run: `cargo bench -p ssehub-benches --bench registry`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -19,11 +38,22 @@ fn hub() -> Hub {
     Hub::new(HubConfig::default(), Instant::now())
 }
 
+/// The adapter's `retry:` hint (its default).
+const RETRY: Duration = Duration::from_secs(3);
+
 fn ssehub_cycle(hub: &Hub, topic: &str) {
     let reservation = hub
         .reserve(ReserveOptions::new().topic(topic))
         .expect("reserve");
     let stream = reservation.stream();
+    let id = reservation.id();
+    // The initial frames, as the adapter queues them before activation.
+    let welcome = Event::new(format!(r#"{{"clientId":"{id}"}}"#))
+        .with_event("welcome")
+        .with_retry(RETRY)
+        .to_bytes()
+        .expect("encode");
+    reservation.send_frame(welcome).expect("send the welcome");
     let id = reservation.activate().expect("activate");
     black_box(&stream);
     let _ = black_box(hub.close(id, CloseReason::ClientGone));
@@ -36,72 +66,176 @@ fn node_cycle(hub: &NodeStyleHub, topic: &str) {
     hub.unsub_all(&id);
 }
 
-/// Runs `iters` cycles split over `threads` threads; returns the wall time.
-fn parallel<F>(iters: u64, threads: usize, cycle: F) -> Duration
+/// What [`parallel`] reports as the time of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Clock {
+    /// Wall time from the start barrier to the end barrier: throughput.
+    Wall,
+    /// CPU time the cycling threads spent, summed (`CLOCK_THREAD_CPUTIME_ID`):
+    /// what a cycle costs, not counting the time other processes on this
+    /// shared machine held the cores.
+    Cpu,
+}
+
+/// This thread's CPU time.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant
+    // the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs `iters` cycles split over `threads` threads; returns the wall time
+/// or the summed CPU time of the threads.
+fn parallel<F>(iters: u64, threads: usize, clock: Clock, cycle: F) -> Duration
 where
     F: Fn(usize) + Sync,
 {
     let barrier = Barrier::new(threads + 1);
     std::thread::scope(|scope| {
-        for t in 0..threads {
-            let barrier = &barrier;
-            let cycle = &cycle;
-            let share = iters / threads as u64 + u64::from((t as u64) < iters % threads as u64);
-            scope.spawn(move || {
-                barrier.wait();
-                for _ in 0..share {
-                    cycle(t);
-                }
-                barrier.wait();
-            });
-        }
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                let cycle = &cycle;
+                let share = iters / threads as u64 + u64::from((t as u64) < iters % threads as u64);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let start = thread_cpu();
+                    for _ in 0..share {
+                        cycle(t);
+                    }
+                    let cpu = thread_cpu() - start;
+                    barrier.wait();
+                    cpu
+                })
+            })
+            .collect();
         barrier.wait();
         let start = Instant::now();
         barrier.wait();
-        start.elapsed()
+        let wall = start.elapsed();
+        let cpu: Duration = workers
+            .into_iter()
+            .map(|w| w.join().expect("cycling thread"))
+            .sum();
+        match clock {
+            Clock::Wall => wall,
+            Clock::Cpu => cpu,
+        }
     })
 }
 
 fn cycle(c: &mut Criterion) {
-    let mut group = c.benchmark_group("cycle");
-    group.throughput(Throughput::Elements(1));
     // Each thread uses its own topic, as independent connections would.
     let topics = ["topic-0", "topic-1"];
+    for (name, clock) in [("cycle", Clock::Wall), ("cycle_cpu", Clock::Cpu)] {
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Elements(1));
+        for threads in [1usize, 2] {
+            let hub = hub();
+            // Keep one long-lived subscriber per topic so the topic persists
+            // (its creation is not what the cycle measures).
+            let _keep: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let r = hub.reserve(ReserveOptions::new().topic(*t)).expect("r");
+                    let s = r.stream();
+                    r.activate().expect("activate");
+                    s
+                })
+                .collect();
+            group.bench_function(BenchmarkId::new("ssehub", threads), |b| {
+                b.iter_custom(|iters| {
+                    parallel(iters, threads, clock, |t| ssehub_cycle(&hub, topics[t]))
+                })
+            });
+            let node = NodeStyleHub::new();
+            let _keep_a: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let (id, res) = node.register_client();
+                    node.subscribe(&id, t);
+                    res
+                })
+                .collect();
+            group.bench_function(BenchmarkId::new("baseline_a", threads), |b| {
+                b.iter_custom(|iters| {
+                    parallel(iters, threads, clock, |t| node_cycle(&node, topics[t]))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+/// What one clone + drop of the hub's handle (an `Arc`) costs, alone and
+/// with two threads doing it to the same handle, in the same harness as
+/// the cycle: a `Reservation` and a `ClientStream` each hold one, so this
+/// is the price of holding the hub instead of borrowing it.
+fn hub_clone(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hub_clone");
+    group.throughput(Throughput::Elements(1));
+    let hub = hub();
     for threads in [1usize, 2] {
-        let hub = hub();
-        // Keep one long-lived subscriber per topic so the topic persists
-        // (its creation is not what the cycle measures).
-        let _keep: Vec<_> = topics
-            .iter()
-            .map(|t| {
-                let r = hub.reserve(ReserveOptions::new().topic(*t)).expect("r");
-                let s = r.stream();
-                r.activate().expect("activate");
-                s
+        group.bench_function(BenchmarkId::new("wall", threads), |b| {
+            b.iter_custom(|iters| {
+                parallel(iters, threads, Clock::Wall, |_| {
+                    drop(black_box(hub.clone()));
+                })
             })
-            .collect();
-        group.bench_function(BenchmarkId::new("ssehub", threads), |b| {
-            b.iter_custom(|iters| parallel(iters, threads, |t| ssehub_cycle(&hub, topics[t])))
-        });
-        let node = NodeStyleHub::new();
-        let _keep_a: Vec<_> = topics
-            .iter()
-            .map(|t| {
-                let (id, res) = node.register_client();
-                node.subscribe(&id, t);
-                res
-            })
-            .collect();
-        group.bench_function(BenchmarkId::new("baseline_a", threads), |b| {
-            b.iter_custom(|iters| parallel(iters, threads, |t| node_cycle(&node, topics[t])))
         });
     }
     group.finish();
 }
 
+/// Events a second the churn bench's publisher sends, on both sides (low
+/// enough that either side keeps up on a loaded 2-core machine).
+const CHURN_RATE: u64 = 100;
+
+/// Calls `publish` [`CHURN_RATE`] times a second until `stop`. A late
+/// publish is sent at once, so both sides send the same number of events
+/// over the same time as long as they keep up on average (the printed rate
+/// says whether they did); a side more than a second behind gives up the
+/// backlog. Returns the events published and the time it ran.
+fn at_fixed_rate(stop: &AtomicBool, mut publish: impl FnMut()) -> (u64, Duration) {
+    let period = Duration::from_nanos(1_000_000_000 / CHURN_RATE);
+    let start = Instant::now();
+    let mut next = start;
+    let mut published = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep((next - now).min(Duration::from_millis(1)));
+            continue;
+        }
+        publish();
+        published += 1;
+        next += period;
+        if now > next + Duration::from_secs(1) {
+            next = now;
+        }
+    }
+    (published, start.elapsed())
+}
+
+fn report_rate(side: &str, (published, elapsed): (u64, Duration)) {
+    eprintln!(
+        "churn_while_publishing/{side}: published {published} events in {:.2} s \
+         ({:.0}/s, target {CHURN_RATE}/s)",
+        elapsed.as_secs_f64(),
+        published as f64 / elapsed.as_secs_f64()
+    );
+}
+
 /// Subscribe + unsubscribe of one client on the topic a background thread
-/// publishes to (1 000 subscribers, drained by the publisher) as fast as
-/// it can. One element = one subscribe or one unsubscribe.
+/// publishes to at [`CHURN_RATE`] events a second (1 000 subscribers,
+/// drained by the publisher). One element = one subscribe or one
+/// unsubscribe.
 fn churn(c: &mut Criterion) {
     const SUBSCRIBERS: usize = 1_000;
     let mut group = c.benchmark_group("churn_while_publishing");
@@ -128,16 +262,13 @@ fn churn(c: &mut Criterion) {
             scope.spawn(move || {
                 let event = Event::new("churn payload 0123456789");
                 let mut out = Vec::new();
-                let mut published = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                at_fixed_rate(&stop, || {
                     hub.publish("hot", &event).expect("publish");
-                    published += 1;
                     for s in &streams {
                         out.clear();
                         let _ = s.drain(&mut out, 64);
                     }
-                }
-                published
+                })
             })
         };
         let mut out = Vec::new();
@@ -154,7 +285,7 @@ fn churn(c: &mut Criterion) {
         stop.store(true, Ordering::Relaxed);
         publisher.join().expect("publisher")
     });
-    eprintln!("churn/ssehub: the publisher sent {published} events meanwhile");
+    report_rate("ssehub", published);
 
     // baseline A
     let node = NodeStyleHub::new();
@@ -173,15 +304,12 @@ fn churn(c: &mut Criterion) {
             let stop = Arc::clone(&stop);
             let queues = &queues;
             scope.spawn(move || {
-                let mut published = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                at_fixed_rate(&stop, || {
                     node.broadcast("hot", r#""churn payload 0123456789""#);
-                    published += 1;
                     for q in queues {
                         q.lock().clear();
                     }
-                }
-                published
+                })
             })
         };
         group.bench_function("baseline_a", |b| {
@@ -194,9 +322,9 @@ fn churn(c: &mut Criterion) {
         stop.store(true, Ordering::Relaxed);
         publisher.join().expect("publisher")
     });
-    eprintln!("churn/baseline_a: the publisher sent {published} events meanwhile");
+    report_rate("baseline_a", published);
     group.finish();
 }
 
-criterion_group!(benches, cycle, churn);
+criterion_group!(benches, cycle, hub_clone, churn);
 criterion_main!(benches);

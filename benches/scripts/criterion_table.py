@@ -39,15 +39,22 @@ def main(root):
     d = load(root)
     get = lambda g, f, v=None: d.get((g, f, v))
 
-    print("\n### reserve → activate → close cycle (A: register → subscribe → unsubAll)")
-    print("| threads | ssehub ns/cycle | baseline A ns/cycle | ssehub cycles/s | A cycles/s | ssehub vs A |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("\n### reserve → welcome → activate → close cycle (A: register (queues `connected`) → subscribe → unsubAll)")
+    print("Wall time per cycle (throughput over the threads) and CPU time per cycle (summed over the cycling threads).\n")
+    print("| threads | ssehub ns/cycle (wall) | A ns/cycle (wall) | ssehub vs A (wall) | ssehub CPU ns/cycle | A CPU ns/cycle | ssehub vs A (CPU) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for t in ("1", "2"):
         s, a = get("cycle", "ssehub", t), get("cycle", "baseline_a", t)
-        if s and a:
-            print(f"| {t} | {s['ns']:.0f} | {a['ns']:.0f} | {1e9/s['ns']:,.0f} | {1e9/a['ns']:,.0f} | {a['ns']/s['ns']:.2f}× |")
+        sc, ac = get("cycle_cpu", "ssehub", t), get("cycle_cpu", "baseline_a", t)
+        wall = f"{s['ns']:.0f} | {a['ns']:.0f} | {a['ns']/s['ns']:.2f}×" if s and a else "n/a | n/a | n/a"
+        cpu = f"{sc['ns']:.0f} | {ac['ns']:.0f} | {ac['ns']/sc['ns']:.2f}×" if sc and ac else "n/a | n/a | n/a"
+        print(f"| {t} | {wall} | {cpu} |")
+    s1, s2 = get("cycle", "ssehub", "1"), get("cycle", "ssehub", "2")
+    a1, a2 = get("cycle", "baseline_a", "1"), get("cycle", "baseline_a", "2")
+    if s1 and s2 and a1 and a2:
+        print(f"\n2 threads / 1 thread, cycles/s (wall): ssehub {s1['ns'] / s2['ns']:.2f}×, A {a1['ns'] / a2['ns']:.2f}×")
 
-    print("\n### subscribe/unsubscribe churn while a thread publishes to 1 000 subscribers of the same topic")
+    print("\n### subscribe/unsubscribe churn while a thread publishes to 1 000 subscribers of the same topic at a fixed rate")
     print("| | ns per subscribe+unsubscribe | ops/s (each is one op) |")
     print("|---|---:|---:|")
     for f in ("ssehub", "baseline_a"):
@@ -55,16 +62,30 @@ def main(root):
         if r:
             print(f"| {f} | {r['ns']:.0f} | {2e9/r['ns']:,.0f} |")
 
-    print("\n### publish fan-out, ns per delivered frame")
-    impls = ["floor", "ssehub", "ssehub+drain", "baseline_a", "baseline_a+drain", "baseline_b"]
-    print("| subscribers | " + " | ".join(impls) + " | ssehub/floor | A/ssehub | B/ssehub | B/(ssehub+drain) |")
-    print("|---:|" + "---:|" * (len(impls) + 4))
+    print("\n### publish fan-out, ns per delivered frame: like for like")
+    print("Every subscriber's side of the work inside the timing on both sides"
+          " (`+drain`; B's `try_recv` + `Event`), and with parked reader tasks woken by"
+          " each push (`+wake`, the same waker on both sides).\n")
+    impls = ["ssehub+drain", "baseline_a+drain", "baseline_b", "ssehub+wake", "baseline_b+wake"]
+    print("| subscribers | " + " | ".join(impls) + " | A+drain / ssehub+drain | B / ssehub+drain | B+wake / ssehub+wake |")
+    print("|---:|" + "---:|" * (len(impls) + 3))
     for n in ("1", "100", "10000"):
         row = {i: get("fanout", i, n) for i in impls}
         cells = [f"{per_elem(row[i]):.1f}" if row[i] else "n/a" for i in impls]
         def ratio(x, y):
             return f"{per_elem(row[x]) / per_elem(row[y]):.2f}×" if row[x] and row[y] else "n/a"
-        print(f"| {n} | " + " | ".join(cells) + f" | {ratio('ssehub', 'floor')} | {ratio('baseline_a', 'ssehub')} | {ratio('baseline_b', 'ssehub')} | {ratio('baseline_b', 'ssehub+drain')} |")
+        print(f"| {n} | " + " | ".join(cells) + f" | {ratio('baseline_a+drain', 'ssehub+drain')} | {ratio('baseline_b', 'ssehub+drain')} | {ratio('baseline_b+wake', 'ssehub+wake')} |")
+
+    print("\n### publish only, ns per delivered frame (queues drained outside the timing; against the floor)")
+    impls = ["floor", "ssehub", "baseline_a"]
+    print("| subscribers | " + " | ".join(impls) + " | ssehub / floor | A / ssehub (publish only) |")
+    print("|---:|" + "---:|" * (len(impls) + 2))
+    for n in ("1", "100", "10000"):
+        row = {i: get("fanout", i, n) for i in impls}
+        cells = [f"{per_elem(row[i]):.1f}" if row[i] else "n/a" for i in impls]
+        def ratio(x, y):
+            return f"{per_elem(row[x]) / per_elem(row[y]):.2f}×" if row[x] and row[y] else "n/a"
+        print(f"| {n} | " + " | ".join(cells) + f" | {ratio('ssehub', 'floor')} | {ratio('baseline_a', 'ssehub')} |")
 
     print("\n### tick, ns per call (heartbeat deadlines due per call: 0, 10, 1 000)")
     print("| clients | 0 due | 10 due | 1 000 due | ns per due client (1 000) |")

@@ -10,6 +10,7 @@
 //! | [`floor`] | the least any fan-out can do: one `Bytes` clone and one locked push per subscriber |
 //! | [`wire`] | the load generator's minimal HTTP/1.1 + `text/event-stream` reader (de-chunking, `data:` extraction) |
 //! | [`procstat`] | RSS and CPU time of a process from `/proc` |
+//! | [`tasks`] | parked reader tasks and their wakers, for the fan-out bench's `+wake` rows |
 //! | [`transport`] | the load generator's connections: cleartext or TLS |
 //!
 //! The criterion benches are in `benches/benches/`, the end-to-end load
@@ -24,5 +25,6 @@ pub mod baseline_a;
 pub mod baseline_b;
 pub mod floor;
 pub mod procstat;
+pub mod tasks;
 pub mod transport;
 pub mod wire;

@@ -1,5 +1,6 @@
 //! [`HubConfig`]: every limit and timeout of a hub, in one place.
 
+use crate::presence_feed::PresenceConfig;
 use std::fmt;
 use std::time::Duration;
 
@@ -79,6 +80,9 @@ pub struct HubConfig {
     pub shutdown_retry_window: (Duration, Duration),
     /// Granularity of deadlines: they fire at most this much late, never early.
     pub timer_resolution: Duration,
+    /// Join/leave events: the topic patterns that have them (none by
+    /// default) and their per-topic rate limit.
+    pub presence: PresenceConfig,
     /// Who assigns event ids: this hub ([`Sequencing::Local`], the
     /// default), or a backplane that orders events for several hubs
     /// ([`Sequencing::External`]).
@@ -124,6 +128,7 @@ impl Default for HubConfig {
             reset_event: "reset".to_owned(),
             shutdown_retry_window: (Duration::from_secs(1), Duration::from_secs(10)),
             timer_resolution: Duration::from_millis(10),
+            presence: PresenceConfig::default(),
             sequencing: Sequencing::Local,
         }
     }
@@ -141,6 +146,9 @@ pub enum ConfigError {
     BadEventName(&'static str),
     /// The shutdown retry window ends before it starts.
     InvertedWindow,
+    /// A presence pattern that no topic name could match (empty, too
+    /// long, or with a control character).
+    PresencePattern(String),
     /// An idle timeout without heartbeats: a healthy client on a quiet topic
     /// receives nothing, flushes nothing, and is dropped as idle.
     IdleWithoutHeartbeat,
@@ -165,6 +173,10 @@ impl fmt::Display for ConfigError {
             Self::ZeroDuration(field) => write!(f, "{field} must be longer than zero"),
             Self::BadEventName(field) => write!(f, "{field} must not contain CR or LF"),
             Self::InvertedWindow => f.write_str("shutdown_retry_window ends before it starts"),
+            Self::PresencePattern(pattern) => write!(
+                f,
+                "presence pattern {pattern:?} is not a valid topic pattern"
+            ),
             Self::IdleWithoutHeartbeat => f.write_str(
                 "idle_timeout needs heartbeat_interval, or healthy quiet clients are dropped as idle",
             ),
@@ -232,6 +244,10 @@ impl HubConfig {
         }
         if self.shutdown_retry_window.0 > self.shutdown_retry_window.1 {
             return Err(ConfigError::InvertedWindow);
+        }
+        let bad_pattern = |p: &&String| crate::topics::validate_topic(p).is_err();
+        if let Some(bad) = self.presence.patterns.iter().find(bad_pattern) {
+            return Err(ConfigError::PresencePattern(bad.clone()));
         }
         self.check_idle_after_heartbeat()
     }

@@ -12,6 +12,7 @@
 //! | `reason` | [`CloseReason`], shared by every layer below the hub |
 //! | `clock` | [`Clock`]: the time source a hub may stamp pushes with |
 //! | `topics` | topic names, subscriber indexes, replay rings |
+//! | `presence_feed` | [`PresenceConfig`] (which topics have join/leave events) and each topic's rate limiter and coalescing buffer |
 //! | `queue` | the bounded per-client queue and its reader, [`ClientStream`] |
 //! | `deadline` | heartbeat / idle / stall deadlines in O(what fires) |
 //! | [`codec`] | the `text/event-stream` encoder and incremental decoder |
@@ -53,6 +54,7 @@ mod history;
 mod hub;
 mod id;
 pub mod metrics;
+mod presence_feed;
 mod queue;
 mod reason;
 pub mod reconnect;
@@ -76,6 +78,7 @@ pub use hub::{
 };
 pub use id::{ClientId, EventId, ParseIdError};
 pub use metrics::MetricsSnapshot;
+pub use presence_feed::{pattern_matches, PresenceConfig, MAX_SUBJECT_LEN};
 pub use queue::{ClientStream, Drain};
 pub use reason::CloseReason;
 pub use topics::{validate_topic, MAX_TOPIC_LEN};

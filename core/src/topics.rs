@@ -89,6 +89,9 @@ pub(crate) struct TopicState {
     /// Publishes per second over the last minute; allocated on the first
     /// publish, so topics that only have subscribers do not pay for it.
     pub(crate) rate: Option<Box<RateWindow>>,
+    /// Join/leave events' rate limit and coalescing buffer, on a topic
+    /// with presence events, from its first change.
+    pub(crate) feed: Option<Box<crate::presence_feed::PresenceFeed>>,
 }
 
 /// Nanoseconds in a second: the width of one [`RateWindow`] bucket.
@@ -174,6 +177,7 @@ impl Topic {
                 dead: false,
                 last_seq: 0,
                 rate: None,
+                feed: None,
             }),
         }
     }

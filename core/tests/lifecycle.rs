@@ -1,5 +1,6 @@
 //! Registration, close and slot reuse: I1, I3, I4, I5, I6.
 
+use bytes::Bytes;
 use ssehub_core::codec::Event;
 use ssehub_core::{
     ActivateError, ClientStream, CloseOutcome, CloseReason, Drain, Hub, HubConfig, PublishError,
@@ -435,6 +436,90 @@ fn overflow_before_activation_is_counted_once_as_slow_consumer() {
     let total: u64 = metrics.closes.iter().map(|(_, n)| n).sum();
     assert_eq!(total, 1, "one client, one close");
     assert_empty(&hub);
+}
+
+/// `Reservation::send_frame` is `Hub::send_frame` for the reserved client:
+/// the same checks, the frame ahead of replay and live events, refused
+/// once a close arrived, and an overflow closes the client once.
+#[test]
+fn a_reservation_queues_its_initial_frames_like_send_frame() {
+    let hub = Hub::new(
+        HubConfig {
+            queue_max_frames: 3,
+            replay_capacity: 8,
+            ..quiet()
+        },
+        Instant::now(),
+    );
+    let first = hub.publish("t", &Event::new("old")).unwrap().id;
+    let r = hub
+        .reserve(
+            ReserveOptions::new()
+                .topic("t")
+                .last_event_id(first.to_string()),
+        )
+        .unwrap();
+    let stream = r.stream();
+    for bad in [&b"id: 1\ndata: x\n\n"[..], b"data: no blank line\n"] {
+        assert!(matches!(
+            r.send_frame(Bytes::copy_from_slice(bad)),
+            Err(SendError::InvalidFrame { .. })
+        ));
+    }
+    let too_big = Bytes::from(format!(
+        "data: {}\n\n",
+        "x".repeat(hub.config().max_event_bytes)
+    ));
+    assert!(matches!(r.send_frame(too_big), Err(SendError::Encode(_))));
+    r.send_frame(Bytes::from_static(
+        b"retry: 3000\nevent: welcome\ndata: {}\n\n",
+    ))
+    .unwrap();
+    hub.publish("t", &Event::new("missed")).unwrap();
+    let id = r.activate().unwrap();
+    hub.publish("t", &Event::new("live")).unwrap();
+    let got = frames(&stream);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], "retry: 3000\nevent: welcome\ndata: {}\n\n");
+    assert!(
+        got[1].ends_with("data: missed\n\n"),
+        "replay second: {got:?}"
+    );
+    assert!(got[2].ends_with("data: live\n\n"), "live last: {got:?}");
+    assert_eq!(hub.close(id, CloseReason::ClientGone), CloseOutcome::Closed);
+
+    // After a close: refused, nothing queued (I3).
+    let r = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+    assert_eq!(
+        hub.close(r.id(), CloseReason::Kicked),
+        CloseOutcome::Deferred
+    );
+    assert_eq!(
+        r.send_frame(Bytes::from_static(b"data: late\n\n")),
+        Err(SendError::Closed(CloseReason::Kicked))
+    );
+    drop(r);
+
+    // Overflow: closed as a slow consumer, counted once.
+    let r = hub.reserve(ReserveOptions::new()).unwrap();
+    for _ in 0..3 {
+        r.send_frame(Bytes::from_static(b"data: x\n\n")).unwrap();
+    }
+    assert_eq!(
+        r.send_frame(Bytes::from_static(b"data: x\n\n")),
+        Err(SendError::SlowConsumer)
+    );
+    assert_eq!(
+        r.activate(),
+        Err(ActivateError::ClosedBeforeActivation(
+            CloseReason::SlowConsumer
+        ))
+    );
+    assert_eq!(hub.metrics().closes_for(CloseReason::SlowConsumer), 1);
+    // Topic `t` stays for its retained events; no client remains (I5).
+    assert_eq!(hub.len(), 0);
+    assert_eq!(hub.deadline_count(), 0);
+    hub.check_invariants().unwrap();
 }
 
 #[test]

@@ -64,9 +64,10 @@ pub type Authorizer = Arc<dyn Fn(&Parts) -> Result<(), Rejection> + Send + Sync>
 pub type AccessCheck = Arc<dyn Fn(&Parts, &[String]) -> Result<Access, Rejection> + Send + Sync>;
 
 /// What an [`AccessCheck`] grants a stream.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Access {
     expires_at: Option<SystemTime>,
+    subject: Option<String>,
 }
 
 impl Access {
@@ -80,7 +81,21 @@ impl Access {
     pub fn until(at: SystemTime) -> Self {
         Self {
             expires_at: Some(at),
+            subject: None,
         }
+    }
+
+    /// Names who the stream is (a JWT's `sub`): the `sub` of its join and
+    /// leave events on topics with presence.
+    #[must_use]
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Who the stream is, if the check said.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
     }
 
     /// When access ends, if it does.
@@ -445,7 +460,7 @@ impl SseEndpoint {
                 return rejection.to_response();
             }
         }
-        let (opts, topics) = match self.stream_request(parts, conn) {
+        let (mut opts, topics) = match self.stream_request(parts, conn) {
             Ok(request) => request,
             Err(response) => return response,
         };
@@ -459,6 +474,9 @@ impl SseEndpoint {
                 }
             },
         };
+        if let Some(subject) = access.subject() {
+            opts = opts.subject(subject);
+        }
         match open(&self.hub, &self.settings, opts, conn.tracker.clone()) {
             Ok(response) => match access.expires_at {
                 None => response.map(BodyExt::boxed),

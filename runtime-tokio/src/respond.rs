@@ -301,7 +301,7 @@ where
     // 4. Initial frames, queued before anything else can be.
     let initial = settings.initial_frames(id).map_err(OpenError::Encode)?;
     if !initial.is_empty() {
-        hub.send_frame(id, initial).map_err(OpenError::Send)?;
+        reservation.send_frame(initial).map_err(OpenError::Send)?;
     }
     before_activate(id)?;
     // 5. Activate: replay or reset, then live events.

@@ -36,9 +36,13 @@
 //! - a failing `accept` backs off and is logged at a bounded rate.
 
 mod accept_errors;
+mod fast;
 pub mod nofile;
+mod rewind;
 pub mod tls;
 mod watchdog;
+
+pub use fast::StreamRoute;
 
 use crate::endpoint::ConnInfo;
 use crate::io::{TrackedIo, WriteTracker};
@@ -49,6 +53,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rewind::Rewind;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
@@ -189,6 +194,27 @@ where
     H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<BoxBody>> + Send + 'static,
 {
+    spawn_routed(listener, options, handler, None)
+}
+
+/// Like [`spawn_with`], with the HTTP/1 fast path for the requests
+/// `streams` takes (see `serve::fast`: a connection's first request, when
+/// it is a plain HTTP/1.1 `GET`, is offered to `streams` first, and
+/// answered without hyper when taken); `None`: everything goes to hyper.
+///
+/// # Panics
+///
+/// Outside a tokio runtime (as [`tokio::spawn`]).
+pub fn spawn_routed<H, Fut>(
+    listener: TcpListener,
+    options: ServeOptions,
+    handler: H,
+    streams: Option<StreamRoute>,
+) -> ServeHandle
+where
+    H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<BoxBody>> + Send + 'static,
+{
     let local_addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -198,6 +224,7 @@ where
         listener,
         Arc::new(options),
         Arc::new(handler),
+        streams,
         Arc::clone(&open),
         stopped,
     ));
@@ -320,6 +347,7 @@ async fn accept_loop<H, Fut>(
     listener: TcpListener,
     options: Arc<ServeOptions>,
     handler: Arc<H>,
+    streams: Option<StreamRoute>,
     open: Arc<AtomicUsize>,
     mut stopped: oneshot::Receiver<()>,
 ) -> Accepted
@@ -397,20 +425,13 @@ where
             finishing: finishing.clone(),
             peer,
         };
-        let handler = Arc::clone(&handler);
-        let open = Arc::clone(&open);
-        let tls = tls.clone();
-        connections.spawn(async move {
-            match tls {
-                None => connection.serve(stream, handler).await,
-                Some(acceptor) => {
-                    if let Some(stream) = connection.handshake(acceptor, stream).await {
-                        connection.serve(stream, handler).await;
-                    }
-                }
-            }
-            open.fetch_sub(1, Ordering::Relaxed);
-        });
+        connections.spawn(connection.task(
+            stream,
+            Arc::clone(&handler),
+            streams.clone(),
+            tls.clone(),
+            Arc::clone(&open),
+        ));
     }
     drop(listener);
     let (errors, refused) = (accept_errors.take_suppressed(), refusals.take_suppressed());
@@ -439,6 +460,34 @@ struct Connection {
 }
 
 impl Connection {
+    /// The task serving one accepted connection (over TLS when `tls` is
+    /// set); it counts itself out of `open` when it ends.
+    async fn task<H, Fut>(
+        self,
+        stream: tokio::net::TcpStream,
+        handler: Arc<H>,
+        streams: Option<StreamRoute>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        open: Arc<AtomicUsize>,
+    ) where
+        H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<BoxBody>> + Send + 'static,
+    {
+        match tls {
+            None => self.serve(stream, handler, streams).await,
+            // Boxed: the TLS state would otherwise size every task.
+            Some(acceptor) => {
+                Box::pin(async move {
+                    if let Some(stream) = self.handshake(acceptor, stream).await {
+                        self.serve(stream, handler, streams).await;
+                    }
+                })
+                .await;
+            }
+        }
+        open.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// The TLS handshake, within the request-head deadline (and ended by
     /// an eviction); `None` if it failed or did not finish in time.
     async fn handshake(
@@ -463,18 +512,41 @@ impl Connection {
     }
 
     /// Serves HTTP on `io` until the connection ends, is closed for
-    /// overstaying a phase, or is told to finish.
-    async fn serve<I, H, Fut>(mut self, io: I, handler: Arc<H>)
+    /// overstaying a phase, or is told to finish: the first request through
+    /// the fast path when `streams` takes it, the rest through hyper.
+    async fn serve<I, H, Fut>(mut self, io: I, handler: Arc<H>, streams: Option<StreamRoute>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<BoxBody>> + Send + 'static,
     {
-        let peer = self.peer;
         let tracker = WriteTracker::new();
-        let io = TokioIo::new(
-            TrackedIo::new(io, tracker.clone()).with_write_timeout(self.options.write_timeout),
-        );
+        let io = TrackedIo::new(io, tracker.clone()).with_write_timeout(self.options.write_timeout);
+        let io = match streams {
+            None => Rewind::new(io, bytes::Bytes::new()),
+            Some(route) => match fast::serve(&mut self, io, &tracker, &route).await {
+                fast::Next::Closed => return,
+                fast::Next::Hyper(io) => io,
+            },
+        };
+        // Boxed: hyper's connection state is large, and an idle fast-path
+        // stream should not carry its size.
+        Box::pin(self.serve_hyper(io, tracker, handler)).await;
+    }
+
+    /// Serves HTTP with hyper on `io` (see [`Connection::serve`]).
+    async fn serve_hyper<I, H, Fut>(
+        mut self,
+        io: Rewind<TrackedIo<I>>,
+        tracker: WriteTracker,
+        handler: Arc<H>,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<BoxBody>> + Send + 'static,
+    {
+        let peer = self.peer;
+        let io = TokioIo::new(io);
         let info = ConnInfo {
             peer: Some(peer),
             tracker: Some(tracker),
@@ -568,6 +640,174 @@ mod tests {
             "SO_SNDBUF {capped}, autotuned start {autotuned}"
         );
         assert!(server.nodelay().unwrap());
+    }
+
+    /// A body of two frames and no known length (so: chunked).
+    struct TwoFrames(u8);
+
+    impl http_body::Body for TwoFrames {
+        type Data = bytes::Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+            self.0 += 1;
+            std::task::Poll::Ready(match self.0 {
+                1 => Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                    b"fast ",
+                )))),
+                2 => Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                    b"stream",
+                )))),
+                _ => None,
+            })
+        }
+    }
+
+    /// A server whose hyper handler answers `hyper <path>` and whose stream
+    /// route takes `/fast` (chunked) and `/fast-full` (with a length).
+    async fn routed_server() -> ServeHandle {
+        use http_body_util::BodyExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let route: StreamRoute = Arc::new(|parts: &http::request::Parts, conn: &ConnInfo| {
+            assert!(conn.tracker.is_some() && conn.peer.is_some());
+            match parts.uri.path() {
+                "/fast" => Some(Response::new(TwoFrames(0).boxed())),
+                "/fast-full" => Some(Response::new(crate::respond::full("fast full"))),
+                _ => None,
+            }
+        });
+        spawn_routed(
+            listener,
+            ServeOptions::default(),
+            |request: Request<Incoming>, _| {
+                let text = format!("hyper {}", request.uri().path());
+                async move { Response::new(crate::respond::full(text)) }
+            },
+            Some(route),
+        )
+    }
+
+    /// Reads from `stream` until `expected` has arrived in full (bounded),
+    /// then checks nothing else came before it.
+    async fn read_exactly(stream: &mut tokio::net::TcpStream, expected: &[u8]) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = vec![0u8; expected.len()];
+        tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        got
+    }
+
+    /// Strips the `date` line (the only header that varies).
+    fn without_date(text: &[u8]) -> String {
+        String::from_utf8_lossy(text)
+            .split("\r\n")
+            .filter(|line| !line.starts_with("date: "))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    #[tokio::test]
+    async fn the_stream_route_answers_first_and_hyper_gets_the_rest_with_pipelined_bytes() {
+        use tokio::io::AsyncWriteExt;
+        let server = routed_server().await;
+        let mut client = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .unwrap();
+        // Two requests in one write: the second reaches hyper intact.
+        client
+            .write_all(
+                b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\nGET /next HTTP/1.1\r\nhost: x\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let fast = "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfast \r\n6\r\nstream\r\n0\r\n\r\n";
+        let got = read_exactly(&mut client, fast.as_bytes()).await;
+        assert_eq!(without_date(&got), without_date(fast.as_bytes()));
+        let hyper = "HTTP/1.1 200 OK\r\ncontent-length: 11\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\nhyper /next";
+        let got = read_exactly(&mut client, hyper.as_bytes()).await;
+        assert_eq!(without_date(&got), without_date(hyper.as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn declined_and_ineligible_requests_reach_hyper_byte_for_byte() {
+        use tokio::io::AsyncWriteExt;
+        let server = routed_server().await;
+        for (request, path) in [
+            // Declined by the route.
+            ("GET /other HTTP/1.1\r\nhost: x\r\n\r\n", "/other"),
+            // Not eligible: another method, HTTP/1.0, `Connection: close`.
+            ("DELETE /fast HTTP/1.1\r\nhost: x\r\n\r\n", "/fast"),
+            ("GET /fast HTTP/1.0\r\nhost: x\r\n\r\n", "/fast"),
+            ("GET /fast HTTP/1.1\r\nconnection: close\r\n\r\n", "/fast"),
+        ] {
+            let mut client = tokio::net::TcpStream::connect(server.local_addr())
+                .await
+                .unwrap();
+            // In two writes: the head read so far is handed over too.
+            let (a, b) = request.split_at(7);
+            client.write_all(a.as_bytes()).await.unwrap();
+            client.flush().await.unwrap();
+            tokio::task::yield_now().await;
+            client.write_all(b.as_bytes()).await.unwrap();
+            let body = format!("hyper {path}");
+            let mut all = Vec::new();
+            let read = async {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 512];
+                while !String::from_utf8_lossy(&all).ends_with(&body) {
+                    let n = client.read(&mut buf).await.unwrap();
+                    assert_ne!(n, 0, "closed early: {request:?}");
+                    all.extend_from_slice(&buf[..n]);
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(20), read)
+                .await
+                .unwrap();
+            assert!(all.starts_with(b"HTTP/1."), "{request:?}");
+        }
+        // A known length is framed with it, not chunked.
+        let mut client = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .unwrap();
+        client
+            .write_all(b"GET /fast-full HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let full = "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 9\r\n\r\nfast full";
+        let got = read_exactly(&mut client, full.as_bytes()).await;
+        assert_eq!(without_date(&got), without_date(full.as_bytes()));
+    }
+
+    /// What an idle fast-path stream's task carries inline (the hyper
+    /// path and TLS are boxed away). `--nocapture` prints the figure
+    /// quoted in `benches/RESULTS.md`.
+    #[tokio::test]
+    async fn a_connection_task_is_small() {
+        let (server, _client) = accepted_pair().await;
+        let (_finish, finishing) = watch::channel(false);
+        let options = Arc::new(ServeOptions::default());
+        let connection = Connection {
+            builder: Arc::new(builder(&options)),
+            options,
+            activity: Arc::new(Activity::default()),
+            head_deadline: None,
+            finishing,
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+        };
+        let handler = Arc::new(|_: Request<Incoming>, _: ConnInfo| async {
+            Response::new(crate::respond::full(""))
+        });
+        let route: StreamRoute = Arc::new(|_: &http::request::Parts, _: &ConnInfo| None);
+        let task = connection.task(server, handler, Some(route), None, Arc::default());
+        let size = std::mem::size_of_val(&task);
+        println!("connection task future: {size} bytes");
+        // hyper's connection inline would be more than twice this.
+        assert!(size <= 2048, "{size} bytes");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Loom models of a client's lifecycle on the real [`Hub`]: activation
 //! racing a close, the deferred cleanup of a close that came first, two
-//! closes racing each other, and a shutdown racing a new reservation.
+//! closes racing each other, a shutdown racing a new reservation, and a
+//! reservation's initial frame racing a close.
 //!
 //! Each model ends by closing whatever is left and asserting the hub is
 //! settled (I5, `assert_settled`).
@@ -136,6 +137,70 @@ fn close_before_activate_then_activate_runs_the_deferred_cleanup() {
         assert_settled(&hub, 0);
     });
     seen.assert_exactly(&["send after cleanup", "send before cleanup"]);
+}
+
+/// Model 17. The adapter's registration without the registry lock for its
+/// initial frame: one thread queues the welcome through the reservation
+/// (`Reservation::send_frame`, which holds the queue and takes no registry
+/// lock) and activates, while another closes the id. Whatever the
+/// interleaving: the frame is either queued before the close or refused
+/// with the close's reason (I3), activation agrees with the close (I1),
+/// the writer sees the close after at most the welcome, and nothing is
+/// left (I5).
+#[test]
+fn a_reservations_initial_frame_racing_a_close() {
+    let seen = Seen::new();
+    let record = seen.clone();
+    run_model("reservation_send_vs_close", move || {
+        let hub = Hub::new(heartbeat_config(), Instant::now());
+        let reservation = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+        let id = reservation.id();
+        let stream = reservation.stream();
+
+        let registrar = thread::spawn(move || {
+            let sent = reservation.send_frame(bytes::Bytes::from_static(b"data: welcome\n\n"));
+            (sent, reservation.activate())
+        });
+        let closer = {
+            let hub = hub.clone();
+            thread::spawn(move || hub.close(id, CloseReason::ClientGone))
+        };
+        let (sent, activated) = registrar.join().unwrap();
+        let closed = closer.join().unwrap();
+
+        let (frames, end) = drain_all(&stream);
+        assert_eq!(end, Drain::Closed(CloseReason::ClientGone), "I1");
+        match (&sent, &activated, closed) {
+            (Ok(()), Ok(_), CloseOutcome::Closed) => record.record("sent, activated, closed"),
+            (
+                Ok(()),
+                Err(ActivateError::ClosedBeforeActivation(CloseReason::ClientGone)),
+                CloseOutcome::Deferred,
+            ) => record.record("sent, closed, activation refused"),
+            (
+                Err(SendError::Closed(CloseReason::ClientGone)),
+                Err(ActivateError::ClosedBeforeActivation(CloseReason::ClientGone)),
+                CloseOutcome::Deferred,
+            ) => record.record("closed, send refused"),
+            other => panic!("I1/I3: send, activate and close disagree: {other:?}"),
+        }
+        let expected: &[&str] = if sent.is_ok() {
+            &["data: welcome\n\n"]
+        } else {
+            &[]
+        };
+        assert_eq!(
+            frames, expected,
+            "I3: the welcome at most, and only before the close"
+        );
+        assert!(!hub.is_active(id), "I1");
+        assert_settled(&hub, 0);
+    });
+    seen.assert_exactly(&[
+        "closed, send refused",
+        "sent, activated, closed",
+        "sent, closed, activation refused",
+    ]);
 }
 
 /// Model 6a. Two threads close the same active client with different

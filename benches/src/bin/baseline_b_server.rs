@@ -2,6 +2,9 @@
 //! topic + `Sse` with `KeepAlive`, on the same routes as the `ssehub`
 //! binary (`GET /events?topic=…`, `POST /publish` with a bearer token,
 //! `GET /healthz`), so the load generator drives both the same way.
+//! Every accepted connection gets `TCP_NODELAY`, as ssehub's do: without
+//! it, Nagle's algorithm holds small frames back and B measures slower
+//! than its design is.
 //!
 //! ```text
 //! baseline_b_server --addr 127.0.0.1:0 --token TOKEN [--capacity 1024]
@@ -9,6 +12,7 @@
 //!
 //! Prints `listening on <addr>` once it accepts connections.
 
+use axum::serve::ListenerExt;
 use ssehub_benches::baseline_b::{router, AppState, BroadcastHub};
 use std::sync::Arc;
 
@@ -64,6 +68,11 @@ async fn main() {
         .await
         .expect("bind the listening address");
     let local = listener.local_addr().expect("local address");
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            eprintln!("TCP_NODELAY: {err}");
+        }
+    });
     println!("listening on {local}");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -104,6 +104,12 @@ impl Hub {
                     format!("topic {name:?}: last published seq {} is behind its ring or ahead of the hub's {newest}", state.last_seq),
                 );
             }
+            if !self.presence_scheduled(name, &state) {
+                return fail(
+                    "PR2",
+                    format!("topic {name:?}: a pending summary no tick flushes"),
+                );
+            }
             for sub in &state.subs {
                 let ok = reg
                     .lookup(sub.id)

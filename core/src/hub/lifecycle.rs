@@ -12,13 +12,13 @@
 //!   closed in one step under the queue's lock, so nothing can follow it.
 
 use super::frames::{check_direct_frame, ID_FIELD_MAX};
-use super::slots::{Entry, Registry, SlotState};
+use super::slots::{Entry, Joined, Names, Registry, SlotState};
 use super::subscriptions::{Budget, Refusal};
 use super::Hub;
 use crate::codec::{EncodeError, Event};
 use crate::config::Sequencing;
 use crate::error::HistoryError;
-use crate::error::{ActivateError, ReserveError};
+use crate::error::{ActivateError, ReserveError, SendError};
 use crate::history::History;
 use crate::queue::{ClientStream, Queue};
 use crate::reason::CloseReason;
@@ -26,6 +26,7 @@ use crate::sync::{Arc, MutexGuard, Ordering, SharedStr};
 use crate::topics::{validate_topic, Topic, TopicState};
 use crate::{ClientId, EventId};
 use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
 use std::fmt;
 use std::num::NonZeroU64;
 
@@ -48,9 +49,11 @@ pub enum CloseOutcome {
 /// What a client asks for when it connects.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReserveOptions {
-    topics: Vec<String>,
+    /// Inline for one topic: a one-topic client's options allocate no vector.
+    topics: SmallVec<[String; 1]>,
     last_event_id: Option<String>,
     peer: Option<String>,
+    subject: Option<String>,
 }
 
 impl ReserveOptions {
@@ -91,6 +94,15 @@ impl ReserveOptions {
         self.peer = Some(peer.into());
         self
     }
+
+    /// Who the client is (e.g. a JWT's `sub`), carried as `sub` in the
+    /// join/leave events of topics with presence; cut to
+    /// [`MAX_SUBJECT_LEN`](crate::MAX_SUBJECT_LEN) bytes.
+    #[must_use]
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
 }
 
 /// A reserved client slot, not yet visible to broadcasts.
@@ -128,6 +140,23 @@ impl Reservation {
     /// (with [`Hub::send`]) come first, then the replay, then live events.
     pub fn stream(&self) -> ClientStream {
         ClientStream::new(self.id, Arc::clone(&self.queue), self.hub.clone())
+    }
+
+    /// Queues an encoded frame for the reserved client, ahead of whatever
+    /// activation queues: its initial frames. The same as
+    /// [`Hub::send_frame`] with [`id`](Self::id), without the registry
+    /// lock, since the reservation holds the client's queue (and only the
+    /// reservation frees a reserved slot).
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::send_frame`]: [`SendError::InvalidFrame`] or
+    /// [`SendError::Encode`] for a frame it refuses, [`SendError::Closed`]
+    /// once a close arrived, [`SendError::SlowConsumer`] if the frame
+    /// overflowed the queue (which closes the client).
+    pub fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
+        self.hub.check_frame(&frame)?;
+        self.hub.push_to(self.id, &self.queue, frame)
     }
 
     /// Makes the client visible: replays what its `Last-Event-ID` missed (or
@@ -257,7 +286,7 @@ impl Hub {
     /// a topic name is invalid. Nothing is left behind.
     pub fn reserve(&self, opts: ReserveOptions) -> Result<Reservation, ReserveError> {
         let config = &self.shared.config;
-        let mut names: Vec<SharedStr> = Vec::with_capacity(opts.topics.len());
+        let mut names = Names::with_capacity(opts.topics.len());
         if !opts.topics.is_empty() {
             // Share the name of a topic that exists rather than allocate.
             let map = self.shared.topics.read();
@@ -318,9 +347,10 @@ impl Hub {
             queue: Arc::clone(&queue),
             peer,
             names,
-            joined: Vec::new(),
+            joined: Joined::new(),
             last_event_id: opts.last_event_id,
             created: 0,
+            subject: opts.subject.map(crate::presence_feed::bounded_subject),
         });
         // `vacant_key() <= u32::MAX` was checked above under the same lock.
         let id = ClientId::new(index as u32, generation);
@@ -456,6 +486,7 @@ impl Hub {
         for guard in guards.iter_mut() {
             guard.subscribe(id, Arc::clone(&entry.queue));
         }
+        self.presence_joined_all(id, entry.subject.as_ref(), topics, guards);
     }
 
     /// The events after `after` from a backplane's history and the rings,
@@ -603,7 +634,9 @@ impl Hub {
         let mut unused = Vec::new();
         for topic in &entry.joined {
             let mut state = topic.state.lock();
-            state.unsubscribe(ClientId::new(index, entry.generation));
+            let id = ClientId::new(index, entry.generation);
+            state.unsubscribe(id);
+            self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), false);
             if state.is_unused() {
                 unused.push(Arc::clone(topic));
             }

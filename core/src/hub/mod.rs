@@ -11,7 +11,7 @@
 //! | `shutdown` | refusing new clients and sending every client its final frame |
 //! | `frames` | the frames the hub writes itself: ids, reset, heartbeat, shutdown |
 //! | `external` | events sequenced by a backplane: apply, epochs, lost history |
-//! | `presence` | topic and subscriber snapshots for operators, without stalling publishing |
+//! | `presence` | topic and subscriber snapshots for operators, without stalling publishing; join/leave events (PR1) |
 //! | `invariants` | [`Hub::check_invariants`] |
 //!
 //! # Client state machine
@@ -40,7 +40,9 @@
 //! a lock to the left of one it holds. `publish` takes no registry lock
 //! while it holds the sequencer; it closes slow consumers after releasing
 //! it. Presence snapshots take no registry lock and no sequencer, and hold
-//! one lock at a time (the map's, then each topic's).
+//! one lock at a time (the map's, then each topic's). Join/leave events
+//! are pushed under the topic lock of the change (topic → queue); the
+//! sets of due summaries and of overflowed clients are leaves.
 //!
 //! # The hub-wide order (I7)
 //!
@@ -125,6 +127,8 @@ struct Shared {
     peer_topics: Mutex<HashMap<crate::sync::SharedStr, usize>>,
     metrics: Metrics,
     resolution: u64,
+    /// Join/leave summaries due, and clients a presence push overflowed.
+    presence: presence::PresenceDue,
 }
 
 /// The registry of clients and topics. Cheap to clone (a shared handle);
@@ -220,6 +224,7 @@ impl Hub {
                 peer_topics: Mutex::new(HashMap::new()),
                 metrics: Metrics::default(),
                 resolution,
+                presence: presence::PresenceDue::new(),
                 nanos,
                 config,
             }),

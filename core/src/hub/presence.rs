@@ -43,6 +43,34 @@
 //! not at all. This is what an operator's view needs, and what lets the
 //! hub keep publishing while it is taken.
 //!
+//! # Join and leave events
+//!
+//! On a topic that [`PresenceConfig`](crate::PresenceConfig) covers, every
+//! change of the subscriber set (activation, `subscribe`, `unsubscribe`,
+//! close) is recorded in the topic's [`PresenceFeed`] **under the topic's
+//! lock, in the critical section that makes the change**, and whatever the
+//! feed says (a `join`/`leave` event, a window's `presence` summary) is
+//! pushed to the topic's subscribers there and then, queue by queue (the
+//! lock order's topic → queue step). A client's join is recorded where it
+//! is subscribed, its leave where it is unsubscribed; both hold the same
+//! topic lock, so its subscribers see them in that order (**PR1**): never a
+//! `leave` before the `join` of the same client. A summary due at a
+//! window's end is pushed by [`Hub::tick`] (or by the topic's next change),
+//! which takes the topic's lock alone.
+//!
+//! These events carry no `id:` and are not retained: like [`Hub::send`]
+//! they take no place in the hub-wide order (I7) and never move a
+//! client's `Last-Event-ID` (I8). Taking the sequencer for them would
+//! invert the lock order (activation and close hold topic locks, the
+//! sequencer comes before topics), and replaying them would replay a
+//! history of joins rather than the state.
+//!
+//! A presence push that overflows a queue closes it there (the queue does
+//! that itself, as `SlowConsumer`); the registry's close, which needs the
+//! registry lock that activation and close already hold, is deferred to
+//! the next `tick` (the transport's close guard usually gets there first,
+//! woken by the closed queue).
+//!
 //! Invariants:
 //! - **P1**: `last_event_id` is the newest id published on the topic in
 //!   its life (at least every retained event's, at most the hub's newest);
@@ -51,10 +79,15 @@
 //!   when entries after the page existed in this snapshot.
 
 use super::Hub;
-use crate::sync::{Arc, SharedStr};
-use crate::topics::{RateWindow, Topic, TopicState};
+use crate::presence_feed::{Change, PresenceFeed};
+use crate::queue::Push;
+use crate::reason::CloseReason;
+use crate::sync::{Arc, Mutex, Ordering, SharedStr};
+use crate::topics::{RateWindow, Subscriber, Topic, TopicState};
 use crate::{ClientId, EventId};
+use bytes::Bytes;
 use std::cmp::Ordering as CmpOrdering;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -459,6 +492,171 @@ impl Hub {
             last_event_id: (row.last_seq > 0).then(|| EventId::new(self.epoch(), row.last_seq)),
             events_last_minute: row.events_last_minute,
         }
+    }
+}
+
+/// The hub's side of join/leave events: when each topic's pending
+/// summary is due, and the clients a presence push overflowed. Both locks
+/// are leaves: taken under a topic lock (or none), never held while
+/// another lock is taken.
+pub(super) struct PresenceDue {
+    /// `(due instant, topic name)` of every topic with a pending summary.
+    due: Mutex<BTreeSet<(u64, SharedStr)>>,
+    /// Clients whose queue a presence push overflowed (and closed); the
+    /// registry's close follows at the next tick.
+    slow: Mutex<Vec<ClientId>>,
+}
+
+impl PresenceDue {
+    pub(super) fn new() -> Self {
+        Self {
+            due: Mutex::new(BTreeSet::new()),
+            slow: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Hub {
+    /// Records that `id` joined `topics`, whose states (`states`, in the
+    /// same order) the caller holds locked, right after subscribing it:
+    /// activation's hook.
+    pub(super) fn presence_joined_all(
+        &self,
+        id: ClientId,
+        subject: Option<&SharedStr>,
+        topics: &[Arc<Topic>],
+        states: &mut [crate::sync::MutexGuard<'_, TopicState>],
+    ) {
+        if self.shared.config.presence.patterns.is_empty() {
+            return;
+        }
+        for (topic, state) in topics.iter().zip(states.iter_mut()) {
+            self.presence_change(&topic.name, state, id, subject, true);
+        }
+    }
+
+    /// Records that `id` joined (`joined`) or left the topic `name`, whose
+    /// state the caller holds locked and has just changed, and pushes what
+    /// the topic's feed says: a pending summary first, then the change's
+    /// own event to every subscriber but `id` (PR1). Nothing on a topic no
+    /// pattern covers, nor once the hub is shut down.
+    pub(super) fn presence_change(
+        &self,
+        name: &SharedStr,
+        state: &mut TopicState,
+        id: ClientId,
+        subject: Option<&SharedStr>,
+        joined: bool,
+    ) {
+        let shared = &*self.shared;
+        let config = &shared.config.presence;
+        if config.patterns.is_empty()
+            || shared.shut_down.load(Ordering::Acquire)
+            || !config.covers(name)
+        {
+            return;
+        }
+        let now = self.push_time();
+        let subscribers = state.subs.len();
+        let change = Change {
+            id,
+            subject: subject.cloned(),
+            joined,
+        };
+        let outcome = state
+            .feed
+            .get_or_insert_with(|| Box::new(PresenceFeed::new(now)))
+            .record(change, name, subscribers, now, config);
+        if let Some(at) = outcome.schedule {
+            shared
+                .presence
+                .due
+                .lock()
+                .insert((at, SharedStr::clone(name)));
+        }
+        let mut slow = Vec::new();
+        if let Some(summary) = &outcome.summary {
+            self.push_presence(&state.subs, None, summary, now, &mut slow);
+        }
+        if let Some(event) = &outcome.event {
+            self.push_presence(&state.subs, Some(id), event, now, &mut slow);
+        }
+        if !slow.is_empty() {
+            shared.presence.slow.lock().extend(slow);
+        }
+    }
+
+    /// Pushes a presence frame to every subscriber but `except`; the ids
+    /// whose queue overflowed (and closed) go to `slow`.
+    fn push_presence(
+        &self,
+        subs: &[Subscriber],
+        except: Option<ClientId>,
+        frame: &Bytes,
+        now: u64,
+        slow: &mut Vec<ClientId>,
+    ) {
+        for sub in subs.iter().filter(|s| Some(s.id) != except) {
+            if let Push::Overflowed = sub.queue.push(frame.clone(), now, &self.shared.metrics) {
+                slow.push(sub.id);
+            }
+        }
+    }
+
+    /// PR2's bookkeeping, for the checker: a topic with a pending summary
+    /// is filed under its window's end, so a tick will flush it.
+    pub(super) fn presence_scheduled(&self, name: &SharedStr, state: &TopicState) -> bool {
+        let Some(feed) = state.feed.as_ref().filter(|f| f.is_pending()) else {
+            return true;
+        };
+        let at = feed.window_end(&self.shared.config.presence);
+        self.shared
+            .presence
+            .due
+            .lock()
+            .contains(&(at, SharedStr::clone(name)))
+    }
+
+    /// The tick's part: pushes the summaries due at `now`, closes the
+    /// clients presence pushes overflowed, and returns when the next
+    /// summary is due. Called with no lock held; takes each due topic's
+    /// lock alone.
+    pub(super) fn flush_presence(&self, now: u64) -> Option<u64> {
+        let shared = &*self.shared;
+        let config = &shared.config.presence;
+        if config.patterns.is_empty() {
+            return None;
+        }
+        let due: Vec<(u64, SharedStr)> = {
+            let mut set = shared.presence.due.lock();
+            let later = set.split_off(&(now.saturating_add(1), SharedStr::from("")));
+            std::mem::replace(&mut *set, later).into_iter().collect()
+        };
+        let mut slow = std::mem::take(&mut *shared.presence.slow.lock());
+        for (_, name) in due {
+            let Some(topic) = shared.topics.read().map.get(&name).cloned() else {
+                continue;
+            };
+            let mut guard = topic.state.lock();
+            let state = &mut *guard;
+            let Some(feed) = state.feed.as_mut().filter(|f| f.is_pending()) else {
+                continue;
+            };
+            let end = feed.window_end(config);
+            if now < end {
+                // A topic of the same name, re-created since: its own
+                // window ends later.
+                shared.presence.due.lock().insert((end, name));
+                continue;
+            }
+            if let Some(summary) = feed.flush(&name, state.subs.len(), config) {
+                self.push_presence(&state.subs, None, &summary, now, &mut slow);
+            }
+        }
+        for id in slow {
+            let _ = self.close(id, CloseReason::SlowConsumer);
+        }
+        shared.presence.due.lock().first().map(|(at, _)| *at)
     }
 }
 

@@ -32,7 +32,7 @@ use super::Hub;
 use crate::codec::{EncodeError, Event};
 use crate::config::Sequencing;
 use crate::error::{PublishError, SendError};
-use crate::queue::Push;
+use crate::queue::{Push, Queue};
 use crate::reason::CloseReason;
 use crate::sync::{Arc, Ordering, SharedStr};
 use crate::topics::{validate_topic, Topic, TopicMap, TopicState};
@@ -370,13 +370,20 @@ impl Hub {
     /// As [`Hub::send`], and [`SendError::InvalidFrame`] for a frame that
     /// is not whole events as the encoder writes them, or that sets an id.
     pub fn send_frame(&self, id: ClientId, frame: Bytes) -> Result<(), SendError> {
-        check_direct_frame(&frame).map_err(|reason| SendError::InvalidFrame { reason })?;
+        self.check_frame(&frame)?;
+        self.push_direct(id, frame)
+    }
+
+    /// What [`send_frame`](Self::send_frame) accepts: whole events as the
+    /// encoder writes them, without an id, within `max_event_bytes`.
+    pub(super) fn check_frame(&self, frame: &Bytes) -> Result<(), SendError> {
+        check_direct_frame(frame).map_err(|reason| SendError::InvalidFrame { reason })?;
         let limit = self.shared.config.max_event_bytes;
         if frame.len() > limit {
             let size = frame.len();
             return Err(SendError::Encode(EncodeError::TooLarge { size, limit }));
         }
-        self.push_direct(id, frame)
+        Ok(())
     }
 
     fn push_direct(&self, id: ClientId, frame: Bytes) -> Result<(), SendError> {
@@ -385,6 +392,17 @@ impl Hub {
             let entry = reg.lookup(id).ok_or(SendError::UnknownClient)?;
             Arc::clone(&entry.queue)
         };
+        self.push_to(id, &queue, frame)
+    }
+
+    /// Pushes a direct frame onto client `id`'s `queue`; an overflow closes
+    /// the client (`SlowConsumer`).
+    pub(super) fn push_to(
+        &self,
+        id: ClientId,
+        queue: &Queue,
+        frame: Bytes,
+    ) -> Result<(), SendError> {
         match queue.push(frame, self.push_time(), &self.shared.metrics) {
             Push::Queued => Ok(()),
             Push::Closed(reason) => Err(SendError::Closed(reason)),

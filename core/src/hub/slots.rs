@@ -16,6 +16,7 @@ use crate::sync::{Arc, SharedStr};
 use crate::topics::Topic;
 use crate::ClientId;
 use slab::Slab;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 
@@ -26,18 +27,27 @@ pub(super) enum SlotState {
     Active,
 }
 
+/// A client's topic names: inline for a one-topic client (the common case),
+/// so reserving one allocates no vector.
+pub(super) type Names = SmallVec<[SharedStr; 1]>;
+
+/// A client's joined topics, in the order of its [`Names`]; inline for one.
+pub(super) type Joined = SmallVec<[Arc<Topic>; 1]>;
+
 pub(super) struct Entry {
     pub(super) generation: NonZeroU64,
     pub(super) state: SlotState,
     pub(super) queue: Arc<Queue>,
     pub(super) peer: Option<SharedStr>,
     /// The client's topic set, sorted and unique (I2).
-    pub(super) names: Vec<SharedStr>,
+    pub(super) names: Names,
     /// Once active: the topics of `names`, in the same order.
-    pub(super) joined: Vec<Arc<Topic>>,
+    pub(super) joined: Joined,
     pub(super) last_event_id: Option<String>,
     /// Topics this client has created by subscribing (its budget spent).
     pub(super) created: usize,
+    /// Who the client is (a JWT `sub`), for presence events.
+    pub(super) subject: Option<SharedStr>,
 }
 
 impl Entry {

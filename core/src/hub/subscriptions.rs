@@ -15,7 +15,7 @@
 //!   that still exist; subscribing to topics that exist is never limited
 //!   by either, nor by a full table.
 
-use super::slots::SlotState;
+use super::slots::{Joined, SlotState};
 use super::Hub;
 use crate::error::SubscribeError;
 use crate::sync::{Arc, SharedStr};
@@ -75,7 +75,10 @@ impl Hub {
                 limit: self.shared.config.max_topics,
             })?;
             entry.created += created;
-            topic.state.lock().subscribe(id, Arc::clone(&entry.queue));
+            let mut state = topic.state.lock();
+            state.subscribe(id, Arc::clone(&entry.queue));
+            self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), true);
+            drop(state);
             let name = SharedStr::clone(&topic.name);
             entry.joined.insert(at, topic);
             name
@@ -107,6 +110,7 @@ impl Hub {
             let unused = {
                 let mut state = topic.state.lock();
                 state.unsubscribe(id);
+                self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), false);
                 state.is_unused()
             };
             if unused {
@@ -159,10 +163,10 @@ impl Hub {
         &self,
         names: &[SharedStr],
         budget: Budget<'_>,
-    ) -> Result<(Vec<Arc<Topic>>, usize), Refusal> {
+    ) -> Result<(Joined, usize), Refusal> {
         {
             let map = self.shared.topics.read();
-            let found: Vec<_> = names
+            let found: Joined = names
                 .iter()
                 .filter_map(|n| map.map.get(n).cloned())
                 .collect();

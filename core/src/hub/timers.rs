@@ -97,16 +97,17 @@ impl Hub {
         report.expired_events = self.expire_topics(now);
         let next = reg.deadlines.next();
         drop(reg);
+        let next_presence = self.flush_presence(now);
         let next_expiry = shared
             .expiry
             .lock()
             .first()
             .map(|(b, _)| b.saturating_mul(shared.resolution));
-        report.next_deadline = match (next, next_expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .map(|nanos| shared.start + Duration::from_nanos(nanos));
+        report.next_deadline = [next, next_expiry, next_presence]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|nanos| shared.start + Duration::from_nanos(nanos));
         report
     }
 

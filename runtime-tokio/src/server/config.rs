@@ -122,6 +122,11 @@ pub struct Args {
     /// visible sooner. Unset: the kernel autotunes (up to ~4 MiB).
     #[arg(long, env = "SSEHUB_SEND_BUFFER")]
     pub send_buffer: Option<usize>,
+    /// Serve HTTP/1.1 `GET /events` without hyper (a few hundred bytes per
+    /// idle stream instead of hyper's buffers); `false`: every request
+    /// through hyper.
+    #[arg(long, env = "SSEHUB_HTTP1_FAST_PATH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub http1_fast_path: bool,
     // --- JWT authorization (see `server::jwt`) ---
     /// HS256 secret (at least 32 bytes) of the JWTs that authorize
     /// subscribers, and publishers with a `publish` claim. Excludes
@@ -136,6 +141,19 @@ pub struct Args {
     /// headers; `?access_token=` works too).
     #[arg(long, env = "SSEHUB_JWT_COOKIE", default_value = super::jwt::DEFAULT_COOKIE)]
     pub jwt_cookie: String,
+    // --- Presence events (see `ssehub_core::PresenceConfig`) ---
+    /// Topics whose subscribers receive `join`/`leave` events (with the
+    /// client id and the JWT `sub`), as patterns: `rooms/*`, `rooms/**`.
+    /// Repeat the flag, or separate with commas. None by default.
+    #[arg(long = "presence", env = "SSEHUB_PRESENCE", value_delimiter = ',')]
+    pub presence: Vec<String>,
+    /// Rate-limit window of presence events, per topic.
+    #[arg(long, env = "SSEHUB_PRESENCE_WINDOW", default_value = "1s", value_parser = parse_duration)]
+    pub presence_window: Duration,
+    /// `join`/`leave` events per topic and window; later changes in the
+    /// window are coalesced into one `presence` summary at its end.
+    #[arg(long, env = "SSEHUB_PRESENCE_BURST", default_value_t = 10)]
+    pub presence_burst: u32,
     // -- Connection hygiene (see `crate::serve`). --
     /// Drop a connection that has not sent a complete request head this
     /// long after it was accepted (TLS handshake, HTTP/2 preface and first
@@ -204,6 +222,9 @@ pub struct ServerConfig {
     pub tick_interval: Duration,
     /// `SO_SNDBUF` of every connection; `None`: the kernel's autotuning.
     pub send_buffer: Option<usize>,
+    /// Serve HTTP/1.1 `GET /events` on the fast path (`crate::serve`);
+    /// `false`: every request through hyper.
+    pub http1_fast_path: bool,
     /// JWT authorization of streams (and of publishers with a `publish`
     /// claim), if configured.
     pub jwt: Option<JwtAuth>,
@@ -245,6 +266,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(5),
             tick_interval: Duration::from_secs(1),
             send_buffer: None,
+            http1_fast_path: true,
             jwt: None,
             // -- Connection hygiene. --
             request_head_timeout: Some(Duration::from_secs(10)),
@@ -400,6 +422,12 @@ impl ServerConfig {
             idle_timeout,
             write_stall_timeout: enabled(args.stall_timeout),
             reset_event: args.reset_event,
+            presence: ssehub_core::PresenceConfig {
+                patterns: args.presence,
+                window: args.presence_window,
+                burst: args.presence_burst,
+                ..ssehub_core::PresenceConfig::default()
+            },
             ..HubConfig::default()
         };
         let sse = SseSettings {
@@ -422,6 +450,7 @@ impl ServerConfig {
             shutdown_event: args.shutdown_event,
             drain_timeout: args.drain_timeout,
             send_buffer: args.send_buffer,
+            http1_fast_path: args.http1_fast_path,
             jwt,
             // -- Connection hygiene. --
             request_head_timeout: enabled(args.request_head_timeout),
@@ -595,6 +624,25 @@ mod tests {
         assert_eq!(config.cors_origins.len(), 2);
         assert!(!config.sse.welcome);
         assert_eq!(config.send_buffer, Some(262_144));
+    }
+
+    #[test]
+    fn presence_flags_set_the_patterns_and_refuse_a_bad_one() {
+        let (config, _) = parse(&[]).unwrap();
+        assert!(config.hub.presence.patterns.is_empty());
+        let (config, _) = parse(&[
+            "--presence=rooms/*",
+            "--presence=lobby,chat/**",
+            "--presence-window=250ms",
+            "--presence-burst=0",
+        ])
+        .unwrap();
+        let presence = &config.hub.presence;
+        assert_eq!(presence.patterns, ["rooms/*", "lobby", "chat/**"]);
+        assert_eq!(presence.window, Duration::from_millis(250));
+        assert_eq!(presence.burst, 0);
+        let error = parse(&["--presence=a\u{7}b"]).unwrap_err();
+        assert!(error.contains("presence pattern"), "{error}");
     }
 
     #[test]

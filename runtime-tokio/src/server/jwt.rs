@@ -11,7 +11,11 @@
 //! - **Claims**: `{"ssehub": {"subscribe": [...], "publish": [...]}}`, each
 //!   a list of topic patterns (see [`TopicPattern`]); `exp` (optional, Unix
 //!   seconds, no leeway) ends the stream at expiry; `nbf` is honoured.
-//!   Other claims (`sub`, `aud`, `iss`, …) are ignored.
+//!   `"ssehub": {"admin": true}` makes the token an admin credential, as
+//!   good as the admin token on every route that takes it (`/publish` to
+//!   any topic, `/clients/*`, `/topics*`, `/dashboard/stream`). `sub`, a
+//!   string, names the subscriber in the `join`/`leave` events of topics
+//!   with presence. Other claims (`aud`, `iss`, …) are ignored.
 //! - **Sources**, first present wins: `Authorization: Bearer <jwt>`, the
 //!   `access_token` query parameter, the cookie named by
 //!   [`JwtAuth::with_cookie`] (default `ssehub_token`). A browser's
@@ -28,6 +32,10 @@
 //!   JWT publish succeeds only if its topic matches a `publish` pattern.
 //! - **JWT-EXP**: a stream opened with a token that has `exp` receives the
 //!   fatal event and ends at `exp` (see `crate::endpoint`).
+//! - **JWT-ADMIN**: a JWT opens an admin route only if it verifies (as
+//!   above, `exp` included) and its claims say `"ssehub": {"admin": true}`
+//!   (the boolean `true`, nothing else); a verified token without it is
+//!   403, an expired or forged one 401.
 
 use crate::endpoint::{Access, Rejection};
 use http::request::Parts;
@@ -59,18 +67,10 @@ impl TopicPattern {
     }
 
     /// Whether `topic` matches.
+    /// The same rules as the `--presence` patterns
+    /// ([`ssehub_core::pattern_matches`]).
     pub fn matches(&self, topic: &str) -> bool {
-        let mut pattern = self.0.split('/').peekable();
-        let mut topic = topic.split('/');
-        loop {
-            match (pattern.next(), topic.next()) {
-                (None, None) => return true,
-                (Some("**"), Some(_)) if pattern.peek().is_none() => return true,
-                (Some("*"), Some(segment)) if !segment.is_empty() => {}
-                (Some(want), Some(segment)) if want == segment => {}
-                _ => return false,
-            }
-        }
+        ssehub_core::pattern_matches(&self.0, topic)
     }
 }
 
@@ -83,6 +83,10 @@ pub struct Grant {
     pub publish: Vec<TopicPattern>,
     /// When the token expires (`exp`), if it does.
     pub expires_at: Option<SystemTime>,
+    /// `sub`, if the token has one.
+    pub subject: Option<String>,
+    /// `"ssehub": {"admin": true}`: an admin credential.
+    pub admin: bool,
 }
 
 impl Grant {
@@ -160,6 +164,8 @@ struct Claims {
     #[serde(default)]
     exp: Option<u64>,
     #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
     ssehub: SsehubClaim,
 }
 
@@ -169,6 +175,8 @@ struct SsehubClaim {
     subscribe: Vec<String>,
     #[serde(default)]
     publish: Vec<String>,
+    #[serde(default)]
+    admin: bool,
 }
 
 /// A key, its one algorithm, and where tokens are looked for. Cheap to
@@ -291,6 +299,8 @@ impl JwtAuth {
             expires_at: claims
                 .exp
                 .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp))),
+            subject: claims.sub,
+            admin: claims.ssehub.admin,
         })
     }
 
@@ -333,9 +343,13 @@ impl JwtAuth {
                 "the token does not allow subscribing to topic {topic:?}"
             )));
         }
-        Ok(match grant.expires_at {
+        let access = match grant.expires_at {
             Some(at) => Access::until(at),
             None => Access::unlimited(),
+        };
+        Ok(match grant.subject {
+            Some(subject) => access.with_subject(subject),
+            None => access,
         })
     }
 }
@@ -434,7 +448,18 @@ mod tests {
             .unwrap();
         assert!(grant.expires_at.is_some());
         assert!(grant.subscribe.is_empty() && grant.publish.is_empty());
+        let grant = auth
+            .verify(&sign(
+                serde_json::json!({"sub": "alice", "ssehub": {"admin": true}}),
+            ))
+            .unwrap();
+        assert!(grant.admin);
+        assert_eq!(grant.subject.as_deref(), Some("alice"));
+        assert!(!auth.verify(&sign(serde_json::json!({}))).unwrap().admin);
         for bad in [
+            serde_json::json!({"ssehub": {"admin": "true"}}),
+            serde_json::json!({"ssehub": {"admin": 1}}),
+            serde_json::json!({"sub": 7}),
             serde_json::json!({"exp": -1}),
             serde_json::json!({"exp": "soon"}),
             serde_json::json!({"ssehub": {"subscribe": "not-a-list"}}),

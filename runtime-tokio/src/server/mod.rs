@@ -37,6 +37,7 @@ pub use config::{Args, ConfigError, ServerConfig, TokenSource};
 pub use jwt::JwtAuth;
 
 use crate::driver::Driver;
+use crate::endpoint::ConnInfo;
 use crate::serve::{self, ServeHandle, ServeOptions};
 use routes::App;
 use ssehub_core::codec::Event;
@@ -109,10 +110,22 @@ impl Server {
             max_connections: config.max_connections,
             tls: config.tls.clone(),
         };
-        let serve = serve::spawn_with(listener, options, move |request, conn| {
-            let app = Arc::clone(&handler_app);
-            async move { app.route(request, conn).await }
+        // `GET /events` on the HTTP/1 fast path (see `crate::serve`).
+        let streams: Option<serve::StreamRoute> = config.http1_fast_path.then(|| {
+            let app = Arc::clone(&app);
+            Arc::new(move |parts: &http::request::Parts, conn: &ConnInfo| {
+                (parts.uri.path() == "/events").then(|| app.events(parts, conn))
+            }) as serve::StreamRoute
         });
+        let serve = serve::spawn_routed(
+            listener,
+            options,
+            move |request, conn| {
+                let app = Arc::clone(&handler_app);
+                async move { app.route(request, conn).await }
+            },
+            streams,
+        );
         let _ = app.open_connections.set(serve.open_gauge());
         tracing::info!(addr = %serve.local_addr(), tls = config.tls.is_some(), "ssehub listening");
         Self {

@@ -6,14 +6,18 @@
 //! | `POST /publish` `{topic, event?, data}` | publishes, answers `{"id", "delivered"}` | 401/403 (admin token, or a JWT whose `publish` claim covers the topic), 413 too large, 415 not JSON, 400 malformed JSON, 422 unknown fields or bad topic, 503 |
 //! | `POST /clients/{id}/send` `{event?, data}` | sends to one client, answers `{"sent": true}` | 400 bad id, 404 unknown client, as publish |
 //! | `DELETE /clients/{id}[?fatal=true]` | kicks (after the fatal event), answers `{"closed": true}` | 400 bad id or query, 404 unknown client |
-//! | `GET /topics?limit=&cursor=&sort=subscribers\|name` | lists topics (subscribers, retained, last event id, events/s), paginated (`presence`) | 401/403 admin token, 400 query |
-//! | `GET /topics/{topic}[?clients=true&limit=&cursor=]` | one topic's figures, optionally a page of its client ids | 401/403 admin token, 400 query or topic, 404 unknown topic |
+//! | `GET /topics?limit=&cursor=&sort=subscribers\|name` | lists topics (subscribers, retained, last event id, events/s), paginated (`presence`) | 401/403 admin token or admin JWT, 400 query |
+//! | `GET /topics/{topic}[?clients=true&limit=&cursor=]` | one topic's figures, optionally a page of its client ids | 401/403 admin token or admin JWT, 400 query or topic, 404 unknown topic |
 //! | `GET /metrics` | Prometheus text | |
 //! | `GET /healthz` | `{"status": "ok"}` | |
 //! | `GET /` | the demo page | |
 //! | `GET /dashboard` | the live dashboard page (`dashboard`); it asks for the admin token | |
-//! | `GET /dashboard/stream` | an SSE stream of the hub's stats (`dashboard`) | 401/403 admin token, 503 limits |
+//! | `GET /dashboard/stream` | an SSE stream of the hub's stats (`dashboard`) | 401/403 admin token or admin JWT, 503 limits |
 //! | `GET /ssehub.js` | the browser client, with an `ETag` (304 on `If-None-Match`) | |
+//!
+//! "The admin token" is `--token`, or, with JWT configured, a JWT whose
+//! claims say `"ssehub": {"admin": true}` (`jwt`, JWT-ADMIN): every route
+//! that takes one takes the other.
 //!
 //! Topics starting with `$ssehub/` are the hub's own: `POST /publish`
 //! and `GET /events` refuse them (403); the stats topic is opened by
@@ -24,7 +28,7 @@
 
 use super::config::ServerConfig;
 use super::dashboard;
-use super::jwt::{bearer, Grant};
+use super::jwt::{bearer, Grant, JwtError};
 use super::metrics::{self, ServerFigures};
 use crate::endpoint::{ConnInfo, Rejection, SseEndpoint};
 use crate::respond::{full, json_error, BoxBody};
@@ -126,10 +130,7 @@ impl App {
         let method = request.method().clone();
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let response = match (segments.as_slice(), &method) {
-            (["events"], _) => match self.check_reserved_topics(&request) {
-                Err(response) => response,
-                Ok(()) => self.endpoint.handle(&request.into_parts().0, &conn),
-            },
+            (["events"], _) => self.events(&request.into_parts().0, &conn),
             (["dashboard"], &Method::GET) => dashboard::page(),
             (["dashboard", "stream"], &Method::GET) => self.stats_stream(request, &conn),
             ([""], &Method::GET) => self.demo(),
@@ -165,6 +166,17 @@ impl App {
         };
         tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
         response
+    }
+
+    /// `/events`: reserved topics refused, then the endpoint (also called
+    /// from the HTTP/1 fast path, see `crate::serve`).
+    pub(crate) fn events(&self, parts: &http::request::Parts, conn: &ConnInfo) -> Answer {
+        let mut probe = Request::new(());
+        *probe.uri_mut() = parts.uri.clone();
+        match self.check_reserved_topics(&probe) {
+            Err(response) => response,
+            Ok(()) => self.endpoint.handle(parts, conn),
+        }
     }
 
     fn demo(&self) -> Answer {
@@ -375,18 +387,36 @@ impl App {
         }
     }
 
+    /// The admin check: `Authorization: Bearer` with the admin token or,
+    /// with JWT configured, a JWT whose claims say
+    /// `"ssehub": {"admin": true}` (JWT-ADMIN). 401: no credentials, or a
+    /// JWT that is expired or fails verification; 403: anything else.
     #[allow(clippy::result_large_err)]
     fn check_token<B>(&self, request: &Request<B>) -> Result<(), Answer> {
-        match bearer(request.headers()) {
-            None => Err(Rejection::unauthorized(
-                "this route needs `Authorization: Bearer <token>`",
+        let Some(given) = bearer(request.headers()) else {
+            return Err(Rejection::unauthorized(
+                "this route needs `Authorization: Bearer <token>` (the admin token or an admin JWT)",
             )
-            .to_response()),
-            Some(given) if constant_time_eq(given.as_bytes(), self.config.token.as_bytes()) => {
-                Ok(())
-            }
-            Some(_) => Err(Rejection::forbidden("the token is not valid").to_response()),
+            .to_response());
+        };
+        if constant_time_eq(given.as_bytes(), self.config.token.as_bytes()) {
+            return Ok(());
         }
+        if let Some(jwt) = &self.config.jwt {
+            match jwt.verify(&given) {
+                Ok(grant) if grant.admin => return Ok(()),
+                Ok(_) => return Err(Rejection::forbidden(
+                    "the token does not grant admin access (claim \"ssehub\": {\"admin\": true})",
+                )
+                .to_response()),
+                Err(error @ (JwtError::Expired | JwtError::BadSignature)) => {
+                    return Err(Rejection::unauthorized(error.to_string()).to_response())
+                }
+                // Not a JWT at all: a wrong admin token.
+                Err(_) => {}
+            }
+        }
+        Err(Rejection::forbidden("the token is not valid").to_response())
     }
 
     /// Content type, size limit (while reading), JSON. The caller checked

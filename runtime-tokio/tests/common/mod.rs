@@ -16,12 +16,23 @@ use tokio::net::TcpStream;
 pub const TOKEN: &str = "test-token-0123";
 
 /// A config for tests: port 0, a known token, no welcome jitter surprises.
+///
+/// Streams take the HTTP/1 fast path unless `SSEHUB_HTTP1_FAST_PATH=false`
+/// (CI runs the tests both ways, so neither path can rot; the variable
+/// reaches the `ssehub` children too).
 pub fn config() -> ServerConfig {
     ServerConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         token: TOKEN.to_owned(),
+        http1_fast_path: fast_path(),
         ..ServerConfig::default()
     }
+}
+
+/// Whether this run serves streams on the HTTP/1 fast path (see
+/// [`config`]).
+pub fn fast_path() -> bool {
+    std::env::var("SSEHUB_HTTP1_FAST_PATH").map_or(true, |v| v != "false")
 }
 
 pub async fn start(config: ServerConfig) -> Server {

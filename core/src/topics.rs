@@ -404,6 +404,67 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_behind_the_newest_second_does_not_see_it() {
+        // The newest event (second 100) sits in bucket 40; a reader at
+        // second 95 sums seconds 41..=95, which must stop short of it.
+        let mut rate = RateWindow::new(100);
+        rate.record(100);
+        assert_eq!(rate.count(95), 0);
+        assert_eq!(rate.count(100), 1);
+        rate.record(45);
+        assert_eq!(rate.count(95), 1, "second 45 is in 41..=95");
+        assert_eq!(rate.count(104), 2);
+        assert_eq!(rate.count(105), 1, "second 45 left the window");
+    }
+
+    #[test]
+    fn a_full_gap_memory_forgets_exactly_its_older_half() {
+        let mut map = TopicMap::new(4);
+        for n in 1..=4u64 {
+            retire_with(&mut map, &format!("t{n}"), n);
+        }
+        assert_eq!(map.gaps.len(), 4, "at the bound, nothing is forgotten");
+        assert_eq!(map.floor, 0);
+        retire_with(&mut map, "t5", 5);
+        // Five marks 1..=5: the median, 3, becomes the floor, and only the
+        // marks above it are still remembered by name.
+        assert_eq!(map.floor, 3);
+        let mut kept: Vec<u64> = map.gaps.values().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [4, 5]);
+        assert_eq!(map.gap("t1"), 3, "forgotten names reset from the floor");
+        assert_eq!(map.gap("t4"), 4);
+        // A loss at or below the floor is covered by it: not remembered.
+        retire_with(&mut map, "t0", 2);
+        assert_eq!(map.gaps.len(), 2);
+    }
+
+    #[test]
+    fn raising_the_floor_keeps_the_gaps_above_it() {
+        let mut map = TopicMap::new(8);
+        retire_with(&mut map, "low", 4);
+        retire_with(&mut map, "even", 6);
+        retire_with(&mut map, "high", 10);
+        map.raise_floor(6);
+        assert_eq!(map.gap("high"), 10, "a loss above the floor is kept");
+        assert_eq!(map.gap("low"), 6);
+        assert_eq!(map.gap("fresh"), 6);
+        assert_eq!(map.gaps.len(), 1, "marks the floor covers are dropped");
+        map.raise_floor(5);
+        assert_eq!(map.gap("fresh"), 6, "the floor never moves down");
+    }
+
+    #[test]
+    fn a_restart_forgets_every_gap_and_the_old_floor() {
+        let mut map = TopicMap::new(8);
+        retire_with(&mut map, "old", 9);
+        map.raise_floor(7);
+        map.restart(2);
+        assert_eq!(map.gap("old"), 2);
+        assert_eq!(map.gap("fresh"), 2);
+    }
+
+    #[test]
     fn gap_memory_is_per_name() {
         let mut map = TopicMap::new(8);
         retire_with(&mut map, "other", 9);

@@ -155,3 +155,14 @@ fn accepted_configurations_keep_a_healthy_quiet_client() {
         }
     }
 }
+
+#[test]
+fn the_hub_hands_back_the_configuration_it_was_built_with() {
+    let config = HubConfig {
+        epoch: 42,
+        reset_event: "gap".to_owned(),
+        ..timeouts(Some(10 * MS), Some(30 * MS), MS)
+    };
+    let hub = Hub::new(config.clone(), Instant::now());
+    assert_eq!(hub.config(), &config);
+}

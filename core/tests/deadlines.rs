@@ -294,3 +294,37 @@ fn without_a_clock_a_push_is_stamped_with_the_last_instant_told() {
     let report = hub.tick(t0 + S);
     assert_eq!(report.closed, [(id, CloseReason::WriteStalled)]);
 }
+
+#[test]
+fn each_active_client_with_a_timeout_has_one_deadline() {
+    let hub = Hub::new(config(), Instant::now());
+    let reserved = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+    assert_eq!(hub.deadline_count(), 0, "a reserved client has none");
+    let a = reserved.activate().unwrap();
+    let b = hub
+        .reserve(ReserveOptions::new())
+        .unwrap()
+        .activate()
+        .unwrap();
+    assert_eq!(hub.deadline_count(), 2);
+    let _ = hub.close(a, CloseReason::Kicked);
+    assert_eq!(hub.deadline_count(), 1);
+    let _ = hub.close(b, CloseReason::Kicked);
+    assert_eq!(hub.deadline_count(), 0);
+    // Nothing to time: no deadline at all.
+    let untimed = Hub::new(
+        HubConfig {
+            heartbeat_interval: None,
+            idle_timeout: None,
+            write_stall_timeout: None,
+            ..config()
+        },
+        Instant::now(),
+    );
+    let _c = untimed
+        .reserve(ReserveOptions::new())
+        .unwrap()
+        .activate()
+        .unwrap();
+    assert_eq!(untimed.deadline_count(), 0);
+}

@@ -155,3 +155,25 @@ fn budget_and_frame_errors() {
         "invalid frame: a direct frame must not set an id"
     );
 }
+
+#[test]
+fn apply_and_history_errors() {
+    use ssehub_core::{ApplyError, HistoryError};
+    assert_eq!(
+        text(&ApplyError::LocallySequenced),
+        "this hub sequences its own events"
+    );
+    assert_eq!(text(&ApplyError::ShutDown), "hub has been shut down");
+    assert_eq!(
+        text(&ApplyError::TooManyTopics { limit: 3 }),
+        "hub topic limit of 3 reached"
+    );
+    assert_eq!(
+        text(&HistoryError::OutOfOrder { topic: "t".into() }),
+        "history of \"t\" is out of order or out of its range"
+    );
+    assert_eq!(
+        text(&HistoryError::BadRange { topic: "t".into() }),
+        "history of \"t\" is complete after a point past its end"
+    );
+}

@@ -564,3 +564,24 @@ fn the_stream_is_never_closed_by_a_reset() {
     assert_eq!(stream.drain(&mut out, 16), Drain::Frames(1));
     assert_eq!(stream.drain(&mut out, 16), Drain::Empty);
 }
+
+#[test]
+fn a_new_epoch_restarts_every_ring_at_its_top() {
+    let hub = external();
+    let _live = connect(&hub, &["t"], None, None);
+    let x = body(&hub, "x");
+    for seq in 1..=2 {
+        let _ = hub.apply("t", EventId::new(EPOCH, seq), &x).expect("apply");
+    }
+    hub.begin_epoch(EPOCH + 1, 4);
+    let _ = hub
+        .apply("t", EventId::new(EPOCH + 1, 5), &x)
+        .expect("apply");
+    // The old epoch's events are gone from the ring, not just from the
+    // hub-wide byte total.
+    hub.check_invariants().expect("invariants");
+    // The node never held the new epoch's events up to 4: a resume from
+    // inside that span is a reset, not a replay that skips 3 and 4.
+    let got = frames(&connect(&hub, &["t"], Some("78-2"), None));
+    assert_eq!(got, ["id: 78-5\nevent: reset\ndata\n\n"]);
+}

@@ -521,3 +521,28 @@ fn a_reservation_queues_its_initial_frames_like_send_frame() {
     assert_eq!(hub.deadline_count(), 0);
     hub.check_invariants().unwrap();
 }
+
+#[test]
+fn an_invalid_topic_is_named_in_the_error_cut_at_a_char_boundary() {
+    use ssehub_core::{ReserveError, TopicError};
+    let hub = Hub::new(quiet(), Instant::now());
+    assert_eq!(
+        hub.reserve(ReserveOptions::new().topic("a\nb"))
+            .unwrap_err(),
+        ReserveError::InvalidTopic {
+            topic: "a\nb".to_owned(),
+            error: TopicError::ControlCharacter { at: 1 },
+        }
+    );
+    // 401 bytes; byte 64 is inside an `é`, so the name is cut at 63.
+    let long = format!("a{}", "é".repeat(200));
+    assert_eq!(
+        hub.reserve(ReserveOptions::new().topic(long.clone()))
+            .unwrap_err(),
+        ReserveError::InvalidTopic {
+            topic: long[..63].to_owned(),
+            error: TopicError::TooLong { len: 401 },
+        }
+    );
+    assert_empty(&hub);
+}

@@ -324,3 +324,29 @@ fn snapshots_taken_while_publishing_see_each_topic_move_forward_only() {
         .sum();
     assert_eq!(total, 4000);
 }
+
+#[test]
+fn sort_orders_parse_from_their_names() {
+    assert_eq!("name".parse(), Ok(TopicSort::Name));
+    assert_eq!("subscribers".parse(), Ok(TopicSort::Subscribers));
+    assert!("newest".parse::<TopicSort>().is_err());
+}
+
+#[test]
+fn a_client_page_exactly_full_ends_the_list() {
+    let hub = Hub::new(config(), Instant::now());
+    let clients: Vec<_> = (0..3).map(|_| connect(&hub, &["room"])).collect();
+    let list = hub
+        .topic_presence("room", Some(&ClientPage::new().limit(3)))
+        .unwrap()
+        .clients
+        .unwrap();
+    let expected: Vec<ClientId> = clients
+        .iter()
+        .map(|(id, _)| *id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(list.ids, expected);
+    assert_eq!(list.next, None, "nothing after a page that holds them all");
+}

@@ -797,3 +797,98 @@ fn an_unsendable_id_closes_instead_of_reconnecting_without_it() {
         CloseReason::UnsendableLastEventId
     );
 }
+
+#[test]
+fn config_accessors_return_what_was_set() {
+    let config = ReconnectConfig::new()
+        .with_base_delay(Duration::from_millis(1500))
+        .with_max_delay(Duration::from_secs(45))
+        .with_max_attempts(7)
+        .with_fatal_event("gone")
+        .with_healthy_after(Some(Duration::from_secs(9)))
+        .with_healthy_events(None);
+    assert_eq!(config.base_delay(), Duration::from_millis(1500));
+    assert_eq!(config.max_delay(), Duration::from_secs(45));
+    assert_eq!(config.max_attempts(), Some(7));
+    assert_eq!(config.fatal_event(), Some("gone"));
+    assert_eq!(config.healthy_after(), Some(Duration::from_secs(9)));
+    assert_eq!(config.healthy_events(), None);
+    let off = config.with_healthy_after(None);
+    assert_eq!(off.healthy_after(), None);
+    assert_eq!(
+        off.base_delay(),
+        Duration::from_millis(1500),
+        "the rest kept"
+    );
+    let defaults = ReconnectConfig::new();
+    assert_eq!(defaults.max_attempts(), None);
+    assert_eq!(defaults.fatal_event(), None);
+    assert_eq!(defaults.base_delay(), Duration::from_secs(3));
+    assert_eq!(defaults.max_delay(), Duration::from_secs(60));
+}
+
+#[test]
+fn the_delay_limit_is_one_day() {
+    assert_eq!(DELAY_LIMIT, Duration::from_secs(86_400));
+}
+
+#[test]
+fn splitmix64_matches_the_reference_generator() {
+    use ssehub_core::reconnect::RandomSource;
+    // Vigna's splitmix64.c, seeded with 1234567 (and 0).
+    let mut rng = SplitMix64::new(1_234_567);
+    let got: Vec<u64> = (0..5).map(|_| rng.next_u64()).collect();
+    assert_eq!(
+        got,
+        [
+            6_457_827_717_110_365_317,
+            3_203_168_211_198_807_973,
+            9_817_491_932_198_370_423,
+            4_593_380_528_125_082_431,
+            16_408_922_859_458_223_821,
+        ]
+    );
+    assert_eq!(SplitMix64::new(0).next_u64(), 0xe220_a839_7b1d_cdaf);
+}
+
+#[test]
+fn retry_after_dates_are_checked_field_by_field() {
+    let now = UNIX_EPOCH;
+    // 2000 is a leap year (divisible by 400); April has 30 days.
+    assert_eq!(
+        parse_retry_after("Tue, 29 Feb 2000 12:00:00 GMT", now),
+        Some(Duration::from_secs(951_825_600))
+    );
+    assert_eq!(
+        parse_retry_after("Wed, 30 Apr 2025 00:00:00 GMT", now),
+        Some(Duration::from_secs(1_745_971_200))
+    );
+    for bad in [
+        "Thu, 31 Apr 2025 00:00:00 GMT",
+        "Sun, 00 Nov 1994 08:49:37 GMT",
+        "Sun, 06 Nov 1994 08:60:00 GMT",
+        "Sun, 06 Nov 1994 08:49:61 GMT",
+        "Sun, 06 Nov 1994 08:49:37:00 GMT",
+    ] {
+        assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn a_fatal_connect_error_closes_only_while_connecting() {
+    let mut policy = max_jitter(config());
+    let _ = policy.start();
+    match policy.on_fatal_connect_error() {
+        Action::Close(info) => {
+            assert_eq!(info.reason, CloseReason::FatalConnectError);
+            assert!(info.fatal && !info.is_local, "{info:?}");
+        }
+        other => panic!("expected Close, got {other:?}"),
+    }
+    // An open stream is not a connection attempt: nothing to close for.
+    let mut policy = max_jitter(config());
+    let _ = policy.start();
+    open(&mut policy);
+    assert_eq!(policy.on_fatal_connect_error(), Action::Continue);
+    assert_eq!(policy.state(), &State::Open);
+}

@@ -109,7 +109,35 @@ fn splitmix64(mut x: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::check_direct_frame;
+    use super::{check_direct_frame, splitmix64, ID_FIELD_MAX};
+
+    #[test]
+    fn the_id_field_bound_is_the_longest_id_line() {
+        // `frame_with_id` sizes its buffer with it: the longest line must
+        // fit, so the frame is written without a reallocation.
+        let longest = format!("id: {}-{}\n", u64::MAX, u64::MAX);
+        assert_eq!(ID_FIELD_MAX, longest.len());
+    }
+
+    #[test]
+    fn splitmix64_matches_the_reference_generator() {
+        // Vigna's splitmix64.c: seed 0 gives 0xe220a8397b1dcdaf first, and
+        // seed 1234567 the sequence below (its state advances by the golden
+        // gamma, which `splitmix64` adds to its argument).
+        assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+        let gamma = 0x9E37_79B9_7F4A_7C15_u64;
+        let expected = [
+            6_457_827_717_110_365_317,
+            3_203_168_211_198_807_973,
+            9_817_491_932_198_370_423,
+        ];
+        for (i, want) in (0u64..).zip(expected) {
+            assert_eq!(
+                splitmix64(1_234_567u64.wrapping_add(gamma.wrapping_mul(i))),
+                want
+            );
+        }
+    }
 
     #[test]
     fn direct_frames_must_be_whole_and_set_no_id() {

@@ -137,3 +137,250 @@ impl Hub {
         Ok(())
     }
 }
+
+/// The checker must see each violation it names: every test builds a
+/// healthy hub, breaks exactly one bookkeeping rule behind the API's back,
+/// and expects the named invariant.
+#[cfg(test)]
+mod tests {
+    use super::super::slots::SlotState;
+    use super::super::{Hub, Reservation};
+    use crate::codec::Event;
+    use crate::queue::Queue;
+    use crate::reason::CloseReason;
+    use crate::sync::{Arc, SharedStr};
+    use crate::{ClientId, HubConfig, ReserveOptions};
+    use std::time::Instant;
+
+    /// A hub holding one client in each state: `a` active on topics `a`
+    /// and `b` (peer `p1`), another active on `x`, `r`
+    /// reserved (peer `p2`) and `p` close-pending; one event retained on
+    /// `a`.
+    struct Fixture {
+        hub: Hub,
+        a: ClientId,
+        r: ClientId,
+        p: ClientId,
+        // Kept alive: dropping a reservation frees its slot.
+        _reservations: Vec<Reservation>,
+    }
+
+    fn fixture() -> Fixture {
+        let hub = Hub::new(HubConfig::default(), Instant::now());
+        let a = hub
+            .reserve(ReserveOptions::new().topic("a").topic("b").peer("p1"))
+            .unwrap()
+            .activate()
+            .unwrap();
+        hub.reserve(ReserveOptions::new().topic("x"))
+            .unwrap()
+            .activate()
+            .unwrap();
+        let reserved = hub.reserve(ReserveOptions::new().peer("p2")).unwrap();
+        let pending = hub.reserve(ReserveOptions::new()).unwrap();
+        let (r, p) = (reserved.id(), pending.id());
+        let _ = hub.close(p, CloseReason::Kicked);
+        hub.publish("a", &Event::new("kept")).unwrap();
+        hub.check_invariants().unwrap();
+        Fixture {
+            hub,
+            a,
+            r,
+            p,
+            _reservations: vec![reserved, pending],
+        }
+    }
+
+    fn violated(hub: &Hub) -> &'static str {
+        hub.check_invariants()
+            .expect_err("the checker missed a broken invariant")
+            .invariant
+    }
+
+    fn topic(hub: &Hub, name: &str) -> Arc<crate::topics::Topic> {
+        Arc::clone(&hub.shared.topics.read().map[name])
+    }
+
+    #[test]
+    fn an_active_client_with_a_closed_queue_breaks_i1() {
+        let f = fixture();
+        let reg = f.hub.shared.registry.lock();
+        let queue = Arc::clone(&reg.lookup(f.a).unwrap().queue);
+        drop(reg);
+        queue.close(CloseReason::Kicked, None);
+        assert_eq!(violated(&f.hub), "I1");
+    }
+
+    #[test]
+    fn an_active_client_overflowed_by_a_publish_in_flight_is_allowed() {
+        let f = fixture();
+        let queue = Arc::clone(&f.hub.shared.registry.lock().lookup(f.a).unwrap().queue);
+        queue.close(CloseReason::SlowConsumer, None);
+        f.hub.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn joined_and_names_of_different_lengths_break_i2() {
+        let f = fixture();
+        let mut reg = f.hub.shared.registry.lock();
+        reg.lookup_mut(f.a).unwrap().joined.pop();
+        drop(reg);
+        assert_eq!(violated(&f.hub), "I2");
+    }
+
+    #[test]
+    fn a_client_missing_from_its_topics_subscribers_breaks_i2() {
+        let f = fixture();
+        topic(&f.hub, "b").state.lock().unsubscribe(f.a);
+        assert_eq!(violated(&f.hub), "I2");
+    }
+
+    #[test]
+    fn a_client_joined_to_a_topic_no_longer_in_the_map_breaks_i2() {
+        let f = fixture();
+        let replaced = topic(&f.hub, "b");
+        let mut map = f.hub.shared.topics.write();
+        map.map.remove("b");
+        // Another topic of the same name: the client's is not it.
+        let twin = map.create(&SharedStr::from("b"), 4, None);
+        drop(map);
+        let queue = Arc::clone(&f.hub.shared.registry.lock().lookup(f.a).unwrap().queue);
+        twin.state.lock().subscribe(f.a, queue);
+        assert!(replaced.state.lock().contains(f.a));
+        assert_eq!(violated(&f.hub), "I2");
+    }
+
+    #[test]
+    fn a_topic_indexing_a_client_that_is_not_active_breaks_i2() {
+        let f = fixture();
+        let queue = Arc::new(Queue::new(4, 1024, 0));
+        topic(&f.hub, "a").state.lock().subscribe(f.r, queue);
+        assert_eq!(violated(&f.hub), "I2");
+    }
+
+    #[test]
+    fn a_topic_indexing_a_client_not_subscribed_to_it_breaks_i2() {
+        let f = fixture();
+        let queue = Arc::clone(&f.hub.shared.registry.lock().lookup(f.a).unwrap().queue);
+        topic(&f.hub, "x").state.lock().subscribe(f.a, queue);
+        assert_eq!(violated(&f.hub), "I2");
+    }
+
+    #[test]
+    fn a_close_pending_client_with_an_open_queue_breaks_i3() {
+        let f = fixture();
+        let mut reg = f.hub.shared.registry.lock();
+        reg.lookup_mut(f.r).unwrap().state = SlotState::ClosePending(CloseReason::Kicked);
+        reg.pending += 1;
+        drop(reg);
+        assert_eq!(violated(&f.hub), "I3");
+    }
+
+    #[test]
+    fn a_deadline_on_a_client_that_is_not_active_breaks_i5() {
+        for pick in [|f: &Fixture| f.p, |f: &Fixture| f.r] {
+            let f = fixture();
+            let id = pick(&f);
+            f.hub
+                .shared
+                .registry
+                .lock()
+                .deadlines
+                .schedule(id.index(), 1);
+            assert_eq!(violated(&f.hub), "I5", "deadline on {id}");
+        }
+    }
+
+    #[test]
+    fn counters_that_disagree_with_the_slots_break_i5() {
+        for field in ["active", "pending"] {
+            let f = fixture();
+            let mut reg = f.hub.shared.registry.lock();
+            match field {
+                "active" => reg.active += 1,
+                _ => reg.pending += 1,
+            }
+            drop(reg);
+            assert_eq!(violated(&f.hub), "I5", "{field}");
+        }
+    }
+
+    #[test]
+    fn peer_counts_that_disagree_with_the_slots_break_i5() {
+        // A peer tag with no client, and a wrong count for a real one.
+        let f = fixture();
+        f.hub
+            .shared
+            .registry
+            .lock()
+            .peers
+            .insert(SharedStr::from("ghost"), 1);
+        assert_eq!(violated(&f.hub), "I5");
+        let f = fixture();
+        f.hub
+            .shared
+            .registry
+            .lock()
+            .peers
+            .insert(SharedStr::from("p1"), 2);
+        assert_eq!(violated(&f.hub), "I5");
+    }
+
+    #[test]
+    fn more_deadlines_than_active_clients_break_i5() {
+        let f = fixture();
+        let mut reg = f.hub.shared.registry.lock();
+        assert_eq!(reg.deadlines.len(), reg.active, "one deadline each");
+        reg.deadlines.schedule(999, 1);
+        drop(reg);
+        assert_eq!(violated(&f.hub), "I5");
+    }
+
+    #[test]
+    fn a_dead_topic_left_in_the_map_breaks_i5() {
+        let f = fixture();
+        topic(&f.hub, "x").state.lock().dead = true;
+        assert_eq!(violated(&f.hub), "I5");
+    }
+
+    #[test]
+    fn an_unused_topic_left_in_the_map_breaks_i5() {
+        let f = fixture();
+        f.hub
+            .shared
+            .topics
+            .write()
+            .create(&SharedStr::from("empty"), 4, None);
+        assert_eq!(violated(&f.hub), "I5");
+    }
+
+    #[test]
+    fn presence_counters_outside_the_ring_and_the_hub_break_p1() {
+        // Newer than anything the hub assigned.
+        let f = fixture();
+        topic(&f.hub, "x").state.lock().last_seq = 2;
+        assert_eq!(violated(&f.hub), "P1");
+        // Older than an event the ring retains.
+        let f = fixture();
+        topic(&f.hub, "a").state.lock().last_seq = 0;
+        assert_eq!(violated(&f.hub), "P1");
+    }
+
+    #[test]
+    fn a_retained_total_that_disagrees_with_the_rings_breaks_h1() {
+        let f = fixture();
+        f.hub.shared.retained_bytes.add(1);
+        assert_eq!(violated(&f.hub), "H1");
+    }
+
+    #[test]
+    fn peer_charges_that_disagree_with_the_creators_break_h2() {
+        let f = fixture();
+        f.hub
+            .shared
+            .peer_topics
+            .lock()
+            .insert(SharedStr::from("ghost"), 1);
+        assert_eq!(violated(&f.hub), "H2");
+    }
+}

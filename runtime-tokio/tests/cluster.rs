@@ -120,3 +120,35 @@ async fn a_node_that_joins_late_resumes_a_client_from_redis_history() {
     client.read_until("4").await;
     assert_eq!(datas(&client.seen), ["1", "2", "3", "4"]);
 }
+
+/// A clustered node refuses local publishes (the backplane orders every
+/// event), so its dashboard stream gets the node's own stats by direct
+/// sends: they keep arriving, name the node, and carry no id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clustered_nodes_dashboard_stream_gets_its_stats() {
+    let redis = RedisServer::start();
+    let mut config = common::cluster::config_for(&redis.url(), "dash");
+    config.stats_interval = std::time::Duration::from_millis(40);
+    let a = common::start(config).await;
+    common::cluster::wait_up(&a).await;
+    let (mut raw, head) = common::open(
+        a.local_addr(),
+        "/dashboard/stream",
+        &format!("Authorization: Bearer {}\r\n", common::TOKEN),
+    )
+    .await;
+    assert_eq!(head.status, 200, "{head:?}");
+    for _ in 0..2 {
+        let frame = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            raw.frame_where(|f| f.contains("event: stats\n")),
+        )
+        .await
+        .expect("a stats event within 20 s");
+        assert!(
+            !frame.contains("\nid:") && !frame.starts_with("id:"),
+            "{frame:?}"
+        );
+        assert!(frame.contains(r#""node":"dash""#), "{frame:?}");
+    }
+}

@@ -5,7 +5,9 @@
 //!
 //! The hub serves its own events: a dashboard stream is an ordinary hub
 //! client subscribed to [`STATS_TOPIC`], and one [`Sampler`] task publishes
-//! a [`STATS_EVENT`] there every `stats_interval`. Heartbeats, kicks,
+//! a [`STATS_EVENT`] there every `stats_interval`. On a clustered node,
+//! whose events come only from the backplane's order, the sampler sends
+//! its node's stats to that node's watchers directly (no id). Heartbeats, kicks,
 //! limits and the shutdown event apply to dashboard streams as to any.
 //!
 //! # Invariants
@@ -28,7 +30,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response};
 use serde_json::{json, Map, Value};
 use ssehub_core::codec::Event;
-use ssehub_core::{Hub, MetricsSnapshot, TopicPage, TopicSort};
+use ssehub_core::{
+    ClientPage, Hub, MetricsSnapshot, Sequencing, TopicPage, TopicSort, MAX_PRESENCE_PAGE,
+};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -89,12 +93,13 @@ impl Sampler {
         self.0.abort();
     }
 
-    /// Starts sampling `hub` every `interval` (at least 10 ms).
+    /// Starts sampling `hub` every `interval` (at least 10 ms); the stats
+    /// name the node `node` (the cluster's name for it), else the host.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub(crate) fn spawn(hub: Hub, interval: Duration) -> Self {
+    pub(crate) fn spawn(hub: Hub, interval: Duration, node: Option<String>) -> Self {
         let interval = interval.max(Duration::from_millis(10));
         // The first interval starts now, not when the task first runs.
         let baseline = (Instant::now(), Totals::of(&hub.metrics(), Own::default()));
@@ -102,7 +107,7 @@ impl Sampler {
             hub,
             interval,
             baseline,
-            node_name(),
+            node.unwrap_or_else(node_name),
         )))
     }
 }
@@ -152,6 +157,12 @@ async fn sample_forever(
             continue;
         }
         let event = Event::new(stats.to_string()).with_event(STATS_EVENT);
+        if hub.config().sequencing == Sequencing::External {
+            // A clustered hub takes events only from the backplane's
+            // order; a node's own stats go to its own watchers directly.
+            own.delivered += send_to_watchers(&hub, &event);
+            continue;
+        }
         match hub.publish(STATS_TOPIC, &event) {
             Ok(report) => {
                 own.published += 1;
@@ -159,6 +170,36 @@ async fn sample_forever(
             }
             // Full queues or a shutdown: the next sample will try again.
             Err(error) => tracing::debug!(%error, "stats event not published"),
+        }
+    }
+}
+
+/// Sends `event` (without an id, like any direct send) to every
+/// subscriber of the stats topic on this node; returns how many took it.
+fn send_to_watchers(hub: &Hub, event: &Event) -> u64 {
+    let Ok(frame) = event.to_bytes() else {
+        return 0;
+    };
+    let mut sent = 0;
+    let mut page = ClientPage::new().limit(MAX_PRESENCE_PAGE);
+    loop {
+        let Some(list) = hub
+            .topic_presence(STATS_TOPIC, Some(&page))
+            .and_then(|p| p.clients)
+        else {
+            return sent;
+        };
+        for id in list.ids {
+            match hub.send_frame(id, frame.clone()) {
+                Ok(()) => sent += 1,
+                // Closed meanwhile, or a full queue: the next sample
+                // tries again.
+                Err(error) => tracing::debug!(%error, "stats event not sent"),
+            }
+        }
+        match list.next {
+            Some(after) => page = page.after(after),
+            None => return sent,
         }
     }
 }
@@ -265,7 +306,7 @@ mod tests {
         let stream = reservation.stream();
         reservation.activate().unwrap();
         let started = Instant::now();
-        let _sampler = Sampler::spawn(hub.clone(), Duration::from_secs(2));
+        let _sampler = Sampler::spawn(hub.clone(), Duration::from_secs(2), None);
         for _ in 0..4 {
             hub.publish("news", &Event::new("x")).unwrap();
         }

@@ -93,7 +93,12 @@ impl Server {
         let config = Arc::new(config);
         let hub = Hub::with_clock(config.hub.clone(), crate::TokioClock);
         let driver = Driver::spawn(hub.clone(), config.tick_interval);
-        let sampler = dashboard::Sampler::spawn(hub.clone(), config.stats_interval);
+        // Clustered, the stats name the node as the cluster knows it.
+        let sampler = dashboard::Sampler::spawn(
+            hub.clone(),
+            config.stats_interval,
+            config.cluster.as_ref().map(|c| c.node_name.clone()),
+        );
         let backplane = config.cluster.clone().and_then(|cluster| {
             Backplane::start(hub.clone(), cluster)
                 .map_err(|error| {

@@ -17,6 +17,11 @@ pub async fn node(url: &str, name: &str) -> Server {
 }
 
 pub async fn node_unwaited(url: &str, name: &str) -> Server {
+    super::start(config_for(url, name)).await
+}
+
+/// The configuration of a test node named `name` joined to `url`.
+pub fn config_for(url: &str, name: &str) -> ssehub_tokio::server::ServerConfig {
     let mut config = config();
     config.hub.sequencing = ssehub_core::Sequencing::External;
     let mut cluster = ClusterConfig::new(url).node_name(name).prefix("t");
@@ -26,7 +31,7 @@ pub async fn node_unwaited(url: &str, name: &str) -> Server {
     cluster.probe_timeout = Duration::from_secs(2);
     cluster.reconnect_max = Duration::from_millis(200);
     config.cluster = Some(cluster);
-    super::start(config).await
+    config
 }
 
 pub fn link(server: &Server) -> LinkState {

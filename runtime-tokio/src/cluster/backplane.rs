@@ -4,7 +4,7 @@
 
 use super::follower;
 use super::metrics::{bump, BackplaneCounters, Counters, LinkState};
-use super::store::Store;
+use super::store::{NodePresence, Store};
 use super::{BackplaneError, ClusterConfig, Keys};
 use ssehub_core::codec::Event;
 use ssehub_core::{EventId, History, Hub, PublishError, TopicHistory};
@@ -90,13 +90,24 @@ pub struct Backplane {
 struct TaskGuard {
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
+    presence: JoinHandle<()>,
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         self.handle.abort();
+        self.presence.abort();
     }
+}
+
+/// The cluster's subscribers of one topic, as the live nodes reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterCount {
+    /// All nodes together.
+    pub subscribers: u64,
+    /// Per node that has subscribers to the topic, by name.
+    pub nodes: Vec<(String, u64)>,
 }
 
 impl fmt::Debug for Backplane {
@@ -140,6 +151,7 @@ impl Backplane {
             advanced: tokio::sync::Notify::new(),
         });
         let (stop, stopped) = watch::channel(false);
+        let presence = tokio::spawn(super::presence::run(Arc::clone(&shared), stopped.clone()));
         let handle = tokio::spawn(follower::run(Arc::clone(&shared), stopped));
         tracing::info!(
             node = %shared.config.node_name,
@@ -148,8 +160,42 @@ impl Backplane {
         );
         Ok(Self {
             shared,
-            task: Arc::new(TaskGuard { stop, handle }),
+            task: Arc::new(TaskGuard {
+                stop,
+                handle,
+                presence,
+            }),
         })
+    }
+
+    /// The cluster-wide subscribers of `topic`: every live node's part
+    /// (refreshed every `presence_interval`; a node that stopped
+    /// refreshing drops out within three intervals).
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError`]: Redis unreachable or slow.
+    pub async fn cluster_count(&self, topic: &str) -> Result<ClusterCount, BackplaneError> {
+        let nodes = self.shared.store.read_presence(Some(topic)).await?;
+        let mut count = ClusterCount::default();
+        for (node, topics) in nodes {
+            let n: u64 = topics.iter().map(|(_, c)| c).sum();
+            count.subscribers += n;
+            count.nodes.push((node, n));
+        }
+        count.nodes.sort();
+        Ok(count)
+    }
+
+    /// Every live node's subscribers per topic: `(node, [(topic, n)])`.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError`].
+    pub async fn cluster_presence(&self) -> Result<Vec<NodePresence>, BackplaneError> {
+        let mut nodes = self.shared.store.read_presence(None).await?;
+        nodes.sort();
+        Ok(nodes)
     }
 
     /// The link's state now.

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`Backplane`] | a node's link: publish through Redis, history for resumes, metrics |
 //! | `follower` | the task applying the events channel in order: gaps, catch-ups, probes, epochs |
+//! | `presence` | this node's subscribers per topic in Redis under a TTL; cluster-wide counts |
 //! | `metrics` | counters, [`LinkState`] and their Prometheus text |
 //! | [`scripts`] | the Lua scripts (publish, history cut, probe), key names, typed replies |
 //! | [`store`] | [`Store`]: the command connection running them |
@@ -21,14 +22,15 @@
 mod backplane;
 mod follower;
 mod metrics;
+mod presence;
 pub mod scripts;
 pub mod store;
 pub mod wire;
 
-pub use backplane::{Backplane, ClusterPublishError};
+pub use backplane::{Backplane, ClusterCount, ClusterPublishError};
 pub use metrics::{BackplaneCounters, LinkState};
 pub use scripts::{Cut, Keys, ReplyError, TopicCut};
-pub use store::{Retention, Store};
+pub use store::{NodePresence, Retention, Store};
 pub use wire::{Message, WireError};
 
 use std::fmt;
@@ -104,6 +106,9 @@ pub struct ClusterConfig {
     pub reconnect_min: Duration,
     /// Longest delay between reconnects.
     pub reconnect_max: Duration,
+    /// How often this node refreshes its presence (subscribers per topic)
+    /// in Redis; it expires after three intervals without a refresh.
+    pub presence_interval: Duration,
 }
 
 impl ClusterConfig {
@@ -125,6 +130,7 @@ impl ClusterConfig {
             command_timeout: Duration::from_secs(2),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
+            presence_interval: Duration::from_secs(2),
         }
     }
 

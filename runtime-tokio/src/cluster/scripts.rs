@@ -11,6 +11,8 @@
 //! | `P:<epoch>:m:<topic>` | hash | `top`: the topic's newest seq; `floor`: events up to it are gone (the stream expired before) | meta TTL |
 //! | `P:events` | channel | every event, in order ([`Message`](super::wire::Message)) | |
 //! | `P:probe:<node>` | channel | a node's liveness probe: `<epoch> <top>` | |
+//! | `P:presence:<node>` | hash | the node's subscribers per topic (`topic` → count) | presence TTL, refreshed every presence interval |
+//! | `P:presence-nodes` | sorted set | node → when its presence expires (Redis time, ms) | members past their time are removed by every read and write |
 //!
 //! Stream and meta keys carry the epoch, so a new epoch (the epoch or
 //! seq key lost: `FLUSHALL`, a restart without persistence) starts from
@@ -168,6 +170,62 @@ redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. top)
 return 1
 ";
 
+/// Replaces a node's presence (`ARGV`: prefix, node, TTL in ms, then
+/// `topic, count` pairs): the hash is rewritten whole and expires with the
+/// node's entry in the node set, both on Redis's clock, so a node that
+/// stops refreshing disappears within the TTL whatever the clocks of the
+/// nodes say.
+pub(crate) const PRESENCE_WRITE: &str = r"
+local prefix = ARGV[1]
+local key = prefix .. ':presence:' .. ARGV[2]
+local ttl = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', key)
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', key, ttl)
+redis.call('ZADD', prefix .. ':presence-nodes', now + ttl, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', prefix .. ':presence-nodes', '-inf', now)
+return 1
+";
+
+/// Removes a node's presence at once (`ARGV`: prefix, node): a node that
+/// leaves gracefully.
+pub(crate) const PRESENCE_LEAVE: &str = r"
+redis.call('DEL', ARGV[1] .. ':presence:' .. ARGV[2])
+redis.call('ZREM', ARGV[1] .. ':presence-nodes', ARGV[2])
+return 1
+";
+
+/// Reads the live nodes' presence (`ARGV`: prefix, and a topic or
+/// nothing): `{node, {topic, count, ...}, ...}`, only nodes whose entry has
+/// not expired; with a topic, only that topic's count (nodes without
+/// subscribers to it are left out).
+pub(crate) const PRESENCE_READ: &str = r"
+local prefix = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', prefix .. ':presence-nodes', '-inf', now)
+local out = {}
+for _, node in ipairs(redis.call('ZRANGE', prefix .. ':presence-nodes', 0, -1)) do
+  local key = prefix .. ':presence:' .. node
+  local counts
+  if ARGV[2] then
+    local c = redis.call('HGET', key, ARGV[2])
+    if c then counts = {ARGV[2], c} end
+  else
+    counts = redis.call('HGETALL', key)
+  end
+  if counts then
+    out[#out + 1] = node
+    out[#out + 1] = counts
+  end
+end
+return out
+";
+
 /// A reply of a script that is not what the script returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplyError(pub(crate) &'static str);
@@ -191,7 +249,7 @@ pub struct TopicCut {
     pub events: Vec<(u64, Bytes)>,
 }
 
-/// What [`HISTORY`] read, atomically.
+/// What the history script read, atomically.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cut {
     /// The cluster's epoch.

@@ -1,6 +1,6 @@
 //! [`Store`]: the command side of the backplane, one reconnecting
 //! connection ([`ConnectionManager`]) running the scripts of
-//! [`scripts`](super::scripts).
+//! the [Lua scripts](super::scripts).
 //!
 //! The connection manager is created lazily, on first use, and kept: it
 //! reconnects by itself when Redis comes back. Every call has a deadline
@@ -31,6 +31,9 @@ pub struct Retention {
     pub meta_ttl: Duration,
 }
 
+/// One node's presence: its name and its subscribers per topic.
+pub type NodePresence = (String, Vec<(String, u64)>);
+
 /// The command side of the backplane. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -47,6 +50,9 @@ struct Inner {
     publish: Script,
     history: Script,
     probe: Script,
+    presence_write: Script,
+    presence_leave: Script,
+    presence_read: Script,
 }
 
 impl std::fmt::Debug for Store {
@@ -76,6 +82,9 @@ impl Store {
                 publish: Script::new(scripts::PUBLISH),
                 history: Script::new(scripts::HISTORY),
                 probe: Script::new(scripts::PROBE),
+                presence_write: Script::new(scripts::PRESENCE_WRITE),
+                presence_leave: Script::new(scripts::PRESENCE_LEAVE),
+                presence_read: Script::new(scripts::PRESENCE_READ),
             }),
         }
     }
@@ -203,5 +212,93 @@ impl Store {
         let mut invocation = self.inner.probe.prepare_invoke();
         invocation.arg(self.inner.keys.prefix()).arg(channel);
         self.run(invocation).await.map(drop)
+    }
+
+    /// Replaces `node`'s presence with `counts` (topic, subscribers),
+    /// expiring after `ttl` unless written again (see `PRESENCE_WRITE`).
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError`].
+    pub async fn write_presence(
+        &self,
+        node: &str,
+        ttl: Duration,
+        counts: &[(String, usize)],
+    ) -> Result<(), BackplaneError> {
+        let mut invocation = self.inner.presence_write.prepare_invoke();
+        invocation
+            .arg(self.inner.keys.prefix())
+            .arg(node)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        for (topic, count) in counts {
+            invocation.arg(topic).arg(*count);
+        }
+        self.run(invocation).await.map(drop)
+    }
+
+    /// Removes `node`'s presence now.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError`].
+    pub async fn leave_presence(&self, node: &str) -> Result<(), BackplaneError> {
+        let mut invocation = self.inner.presence_leave.prepare_invoke();
+        invocation.arg(self.inner.keys.prefix()).arg(node);
+        self.run(invocation).await.map(drop)
+    }
+
+    /// The live nodes' presence: per node, `(topic, subscribers)`; with
+    /// `topic`, only that topic's (and only nodes that have subscribers
+    /// to it).
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError`], and [`BackplaneError::Reply`] for a reply the
+    /// script never returns.
+    pub async fn read_presence(
+        &self,
+        topic: Option<&str>,
+    ) -> Result<Vec<NodePresence>, BackplaneError> {
+        let mut invocation = self.inner.presence_read.prepare_invoke();
+        invocation.arg(self.inner.keys.prefix());
+        if let Some(topic) = topic {
+            invocation.arg(topic);
+        }
+        let reply = self.run(invocation).await?;
+        parse_presence(reply).ok_or(BackplaneError::Reply(ReplyError("presence")))
+    }
+}
+
+/// `{node, {topic, count, ...}, ...}` as `PRESENCE_READ` returns it.
+fn parse_presence(reply: redis::Value) -> Option<Vec<NodePresence>> {
+    let redis::Value::Array(items) = reply else {
+        return None;
+    };
+    let mut nodes = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let Some(node) = items.next() {
+        let node = text(node)?;
+        let redis::Value::Array(pairs) = items.next()? else {
+            return None;
+        };
+        let mut counts = Vec::with_capacity(pairs.len() / 2);
+        let mut pairs = pairs.into_iter();
+        while let Some(topic) = pairs.next() {
+            let topic = text(topic)?;
+            let count = text(pairs.next()?)?.parse().ok()?;
+            counts.push((topic, count));
+        }
+        nodes.push((node, counts));
+    }
+    Some(nodes)
+}
+
+fn text(value: redis::Value) -> Option<String> {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        redis::Value::SimpleString(s) => Some(s),
+        redis::Value::Int(n) => Some(n.to_string()),
+        _ => None,
     }
 }

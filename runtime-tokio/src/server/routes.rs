@@ -157,7 +157,18 @@ impl App {
                 Err(response) => response,
                 Ok(()) => match path.strip_prefix("/topics/") {
                     None => presence::list(&self.hub, request.uri().query()),
-                    Some(raw) => presence::topic(&self.hub, raw, request.uri().query()),
+                    Some(raw) => match &self.backplane {
+                        None => presence::topic(&self.hub, raw, request.uri().query()),
+                        Some(backplane) => {
+                            presence::cluster_topic(
+                                &self.hub,
+                                backplane,
+                                raw,
+                                request.uri().query(),
+                            )
+                            .await
+                        }
+                    },
                 },
             },
             (["publish"], &Method::POST) => self.publish(request).await,

@@ -30,6 +30,8 @@ pub fn config_for(url: &str, name: &str) -> ssehub_tokio::server::ServerConfig {
     cluster.probe_interval = Duration::from_millis(500);
     cluster.probe_timeout = Duration::from_secs(2);
     cluster.reconnect_max = Duration::from_millis(200);
+    // Presence parts refresh fast, so a dead node drops out in 300 ms.
+    cluster.presence_interval = Duration::from_millis(100);
     config.cluster = Some(cluster);
     config
 }

@@ -11,12 +11,18 @@
 //! | `GET /topics` | `limit` (1..=1000, default 100), `cursor`, `sort=subscribers\|name` | `{topics: [summary], next_cursor, total}` |
 //! | `GET /topics/{topic}` | `clients=true`, then `limit`, `cursor` (a client id) | `summary` (+ `clients`, `next_cursor`); 404 unknown topic |
 //!
+//! On a clustered node, `GET /topics/{topic}` adds `cluster`: the
+//! subscribers on every live node (`{subscribers, nodes: {name: n}}`,
+//! from the presence each node keeps in Redis, see `crate::cluster`); the
+//! client list stays the node's own (client ids are per node).
+//!
 //! A summary is `{topic, subscribers, retained, retained_bytes,
 //! last_event_id, events_last_minute, events_per_second}`. The topic in
 //! the path is percent-decoded and may contain `/` as is
 //! (`/topics/orders/42`) or encoded (`/topics/orders%2F42`).
 
 use super::{json, Answer};
+use crate::cluster::Backplane;
 use crate::query::{self, QueryError};
 use crate::respond::json_error;
 use http::StatusCode;
@@ -118,6 +124,70 @@ pub(super) fn topic(hub: &Hub, raw: &str, query: Option<&str>) -> Answer {
             "next_cursor".to_owned(),
             value!(list.next.map(|id| id.to_string())),
         );
+    }
+    json(StatusCode::OK, body)
+}
+
+/// `GET /topics/{topic}` on a clustered node: the node's own figures (or
+/// zeros, when only other nodes have the topic) and `cluster`: the
+/// subscribers of every live node, `{subscribers, nodes: {name: n}}`, as
+/// fresh as the presence interval. If Redis cannot be read, `cluster` is
+/// `null` and `cluster_error` says why; the node's figures still answer.
+pub(super) async fn cluster_topic(
+    hub: &Hub,
+    backplane: &Backplane,
+    raw: &str,
+    query: Option<&str>,
+) -> Answer {
+    let (name, clients) = match topic_request(raw, query) {
+        Ok(request) => request,
+        Err(bad) => return bad.answer(),
+    };
+    let local = hub.topic_presence(&name, clients.as_ref());
+    let cluster = backplane.cluster_count(&name).await;
+    let known_elsewhere = cluster.as_ref().is_ok_and(|c| c.subscribers > 0);
+    let mut body = match &local {
+        Some(presence) => summary(&presence.summary),
+        None if known_elsewhere => value!({
+            "topic": name,
+            "subscribers": 0,
+            "retained": 0,
+            "retained_bytes": 0,
+            "last_event_id": null,
+            "events_last_minute": 0,
+            "events_per_second": 0.0,
+        }),
+        None => return json_error(StatusCode::NOT_FOUND, &format!("no topic {name:?}")),
+    };
+    if let Value::Object(fields) = &mut body {
+        if let Some(list) = local.and_then(|p| p.clients) {
+            let ids: Vec<String> = list.ids.iter().map(ToString::to_string).collect();
+            fields.insert("clients".to_owned(), value!(ids));
+            fields.insert(
+                "next_cursor".to_owned(),
+                value!(list.next.map(|id| id.to_string())),
+            );
+        } else if clients.is_some() {
+            fields.insert("clients".to_owned(), value!([]));
+            fields.insert("next_cursor".to_owned(), Value::Null);
+        }
+        match cluster {
+            Ok(count) => {
+                let nodes: serde_json::Map<String, Value> = count
+                    .nodes
+                    .into_iter()
+                    .map(|(node, n)| (node, value!(n)))
+                    .collect();
+                fields.insert(
+                    "cluster".to_owned(),
+                    value!({"subscribers": count.subscribers, "nodes": nodes}),
+                );
+            }
+            Err(error) => {
+                fields.insert("cluster".to_owned(), Value::Null);
+                fields.insert("cluster_error".to_owned(), value!(error.to_string()));
+            }
+        }
     }
     json(StatusCode::OK, body)
 }

@@ -45,7 +45,8 @@ run_batch() {
     local batch="$1"
     shift
     local files=() registry=(--test lifecycle --test presence --test replay
-        --test budget --test deadlines --test config --test shutdown --test external)
+        --test budget --test deadlines --test config --test shutdown --test external
+        --test boundaries --test presence_events)
     local tests=(--lib) skip=(-- --skip codec:: --skip id::tests::parsers)
     case "$batch" in
     reconnect)

@@ -176,3 +176,63 @@ async fn a_clustered_nodes_dashboard_stream_gets_its_stats_and_every_nodes() {
         .await
         .expect("another stats event");
 }
+
+/// Redis away: the node's own stats still go out, with `cluster: null`
+/// and `cluster_error` saying why; back, the nodes are listed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clustered_dashboard_says_when_redis_cannot_be_read() {
+    let redis = RedisServer::start();
+    let proxy = common::proxy::Proxy::start(redis.addr()).await;
+    let mut config = common::cluster::config_for(&proxy.url(), "dash");
+    config.stats_interval = std::time::Duration::from_millis(40);
+    let a = common::start(config).await;
+    common::cluster::wait_up(&a).await;
+    let (mut raw, head) = common::open(
+        a.local_addr(),
+        "/dashboard/stream",
+        &format!("Authorization: Bearer {}\r\n", common::TOKEN),
+    )
+    .await;
+    assert_eq!(head.status, 200, "{head:?}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut next = async |what: &str| -> serde_json::Value {
+        let frame =
+            tokio::time::timeout_at(deadline, raw.frame_where(|f| f.contains("event: stats\n")))
+                .await
+                .unwrap_or_else(|_| panic!("no stats event: {what}"));
+        let data = frame
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("data");
+        serde_json::from_str(data).expect("json")
+    };
+    loop {
+        let stats = next("listing the node").await;
+        if stats["cluster"].as_array().is_some_and(|n| n.len() == 1) {
+            assert_eq!(stats["cluster"][0]["node"], "dash", "{stats}");
+            assert!(stats.get("cluster_error").is_none(), "{stats}");
+            break;
+        }
+    }
+    proxy.cut();
+    loop {
+        let stats = next("saying redis is away").await;
+        if stats["cluster"].is_null() {
+            assert!(
+                stats["cluster_error"]
+                    .as_str()
+                    .is_some_and(|e| !e.is_empty()),
+                "{stats}"
+            );
+            assert_eq!(stats["connections"], 1, "the node's own figures: {stats}");
+            break;
+        }
+    }
+    proxy.resume();
+    loop {
+        let stats = next("listing the node again").await;
+        if stats["cluster"].as_array().is_some_and(|n| n.len() == 1) {
+            break;
+        }
+    }
+}

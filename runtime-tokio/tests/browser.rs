@@ -1130,3 +1130,82 @@ async fn dashboard_draws_live_stats_that_follow_connects_and_publishes() {
         .await
         .expect("the browser test took over 90 s");
 }
+
+/// The dashboard of a clustered node lists every live node (from the
+/// presence in Redis), its own in bold, with a bar per node; the figures
+/// follow a connect on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clustered_dashboard_shows_every_node() {
+    let _turn = BROWSER.lock().await;
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let redis = common::redis_server::RedisServer::start();
+    let mut config = common::cluster::config_for(&redis.url(), "dash");
+    config.stats_interval = Duration::from_millis(100);
+    let dash = common::start(config).await;
+    common::cluster::wait_up(&dash).await;
+    let other = common::cluster::node(&redis.url(), "other").await;
+    let addr = dash.local_addr();
+
+    let run = async {
+        let mut browser = browse(&binary, &format!("http://{addr}/dashboard")).await;
+        browser
+            .wait_for(
+                "the token form",
+                "window.dashboard && !document.getElementById('login').hidden",
+                "true",
+            )
+            .await;
+        browser
+            .eval(&format!(
+                "document.getElementById('token').value = {:?}; \
+                 document.getElementById('login').requestSubmit(); true",
+                common::TOKEN
+            ))
+            .await;
+        let rows = "[...document.querySelectorAll('#nodes tr')].map(tr => \
+                    [tr.className, ...[...tr.cells].map(td => td.textContent)])";
+        // dash: the dashboard itself (its topic is not counted); other:
+        // nobody yet.
+        let want = json!([
+            ["self", "dash", "1", "0", "0"],
+            ["", "other", "0", "0", "0"]
+        ]);
+        let shown = browser
+            .wait_for(
+                "both nodes",
+                &format!("JSON.stringify({rows}) === {:?}", want.to_string()),
+                rows,
+            )
+            .await;
+        assert_eq!(shown, want);
+        let (_on_other, _) =
+            common::subscribe(other.local_addr(), "/events?topic=news&topic=sport", "").await;
+        let shown = browser
+            .wait_for(
+                "the connect on the other node",
+                "document.querySelector('#nodes tr[data-node=\"other\"]').cells[1].textContent === '1'",
+                &format!(
+                    "[{rows}, [...document.querySelectorAll('#chart-nodes rect')].map(r => [r.dataset.name, r.dataset.value]), \
+                     document.getElementById('chart-nodes').hasAttribute('hidden')]"
+                ),
+            )
+            .await;
+        assert_eq!(
+            shown,
+            json!([
+                [
+                    ["self", "dash", "1", "0", "0"],
+                    ["", "other", "1", "2", "2"]
+                ],
+                [["dash", "1"], ["other", "1"]],
+                false
+            ])
+        );
+        browser.close().await;
+    };
+    tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser test took over 90 s");
+}

@@ -123,11 +123,67 @@ async fn a_node_that_joins_late_resumes_a_client_from_redis_history() {
 
 /// A clustered node refuses local publishes (the backplane orders every
 /// event), so its dashboard stream gets the node's own stats by direct
-/// sends: they keep arriving, name the node, and carry no id.
+/// sends: they keep arriving, name the node, and carry no id; and they
+/// list every node of the cluster with its figures, read from the
+/// presence in Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clustered_nodes_dashboard_stream_gets_its_stats() {
+async fn a_clustered_nodes_dashboard_stream_gets_its_stats_and_every_nodes() {
     let redis = RedisServer::start();
     let mut config = common::cluster::config_for(&redis.url(), "dash");
+    config.stats_interval = std::time::Duration::from_millis(40);
+    let a = common::start(config).await;
+    common::cluster::wait_up(&a).await;
+    let b = node(&redis.url(), "b").await;
+    let _on_a: Vec<_> = futures_util::future::join_all(
+        (0..2).map(|_| common::subscribe(a.local_addr(), "/events?topic=news", "")),
+    )
+    .await;
+    let _on_b = common::subscribe(b.local_addr(), "/events?topic=news&topic=x", "").await;
+    let (mut raw, head) = common::open(
+        a.local_addr(),
+        "/dashboard/stream",
+        &format!("Authorization: Bearer {}\r\n", common::TOKEN),
+    )
+    .await;
+    assert_eq!(head.status, 200, "{head:?}");
+    // dash: its two clients and the dashboard; b: one client on two
+    // topics. The dashboard's own topic is not counted as a topic.
+    let want = serde_json::json!([
+        {"node": "b", "connections": 1, "subscribers": 2, "topics": 2},
+        {"node": "dash", "connections": 3, "subscribers": 2, "topics": 1},
+    ]);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = serde_json::Value::Null;
+    while last["cluster"] != want {
+        let frame =
+            tokio::time::timeout_at(deadline, raw.frame_where(|f| f.contains("event: stats\n")))
+                .await
+                .unwrap_or_else(|_| panic!("the stats never listed both nodes; last: {last}"));
+        assert!(
+            !frame.contains("\nid:") && !frame.starts_with("id:"),
+            "{frame:?}"
+        );
+        let data = frame
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("data");
+        last = serde_json::from_str(data).expect("json");
+        assert_eq!(last["node"], "dash", "{last}");
+    }
+    assert_eq!(last["connections"], 3, "the node's own figure: {last}");
+    // And they keep coming.
+    tokio::time::timeout_at(deadline, raw.frame_where(|f| f.contains("event: stats\n")))
+        .await
+        .expect("another stats event");
+}
+
+/// Redis away: the node's own stats still go out, with `cluster: null`
+/// and `cluster_error` saying why; back, the nodes are listed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clustered_dashboard_says_when_redis_cannot_be_read() {
+    let redis = RedisServer::start();
+    let proxy = common::proxy::Proxy::start(redis.addr()).await;
+    let mut config = common::cluster::config_for(&proxy.url(), "dash");
     config.stats_interval = std::time::Duration::from_millis(40);
     let a = common::start(config).await;
     common::cluster::wait_up(&a).await;
@@ -138,17 +194,45 @@ async fn a_clustered_nodes_dashboard_stream_gets_its_stats() {
     )
     .await;
     assert_eq!(head.status, 200, "{head:?}");
-    for _ in 0..2 {
-        let frame = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
-            raw.frame_where(|f| f.contains("event: stats\n")),
-        )
-        .await
-        .expect("a stats event within 20 s");
-        assert!(
-            !frame.contains("\nid:") && !frame.starts_with("id:"),
-            "{frame:?}"
-        );
-        assert!(frame.contains(r#""node":"dash""#), "{frame:?}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut next = async |what: &str| -> serde_json::Value {
+        let frame =
+            tokio::time::timeout_at(deadline, raw.frame_where(|f| f.contains("event: stats\n")))
+                .await
+                .unwrap_or_else(|_| panic!("no stats event: {what}"));
+        let data = frame
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("data");
+        serde_json::from_str(data).expect("json")
+    };
+    loop {
+        let stats = next("listing the node").await;
+        if stats["cluster"].as_array().is_some_and(|n| n.len() == 1) {
+            assert_eq!(stats["cluster"][0]["node"], "dash", "{stats}");
+            assert!(stats.get("cluster_error").is_none(), "{stats}");
+            break;
+        }
+    }
+    proxy.cut();
+    loop {
+        let stats = next("saying redis is away").await;
+        if stats["cluster"].is_null() {
+            assert!(
+                stats["cluster_error"]
+                    .as_str()
+                    .is_some_and(|e| !e.is_empty()),
+                "{stats}"
+            );
+            assert_eq!(stats["connections"], 1, "the node's own figures: {stats}");
+            break;
+        }
+    }
+    proxy.resume();
+    loop {
+        let stats = next("listing the node again").await;
+        if stats["cluster"].as_array().is_some_and(|n| n.len() == 1) {
+            break;
+        }
     }
 }

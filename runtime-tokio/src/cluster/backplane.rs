@@ -4,7 +4,7 @@
 
 use super::follower;
 use super::metrics::{bump, BackplaneCounters, Counters, LinkState};
-use super::store::{NodePresence, Store};
+use super::store::{NodeClients, NodePresence, NodeTotals, Store};
 use super::{BackplaneError, ClusterConfig, Keys};
 use ssehub_core::codec::Event;
 use ssehub_core::{EventId, History, Hub, PublishError, TopicHistory};
@@ -195,6 +195,32 @@ impl Backplane {
     pub async fn cluster_presence(&self) -> Result<Vec<NodePresence>, BackplaneError> {
         let mut nodes = self.shared.store.read_presence(None).await?;
         nodes.sort();
+        Ok(nodes)
+    }
+
+    /// `topic`'s subscribers and listed client ids on every live node that
+    /// has subscribers to it, by node name; each node's count and ids come
+    /// from one of its writes (CP1) and its list is bounded (CP3:
+    /// [`NodeClients::truncated`] says when it was cut).
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError`]: Redis unreachable or slow.
+    pub async fn cluster_clients(&self, topic: &str) -> Result<Vec<NodeClients>, BackplaneError> {
+        let mut nodes = self.shared.store.read_topic_clients(topic).await?;
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(nodes)
+    }
+
+    /// Every live node's totals (connections, topics, subscriptions), by
+    /// node name, as fresh as the presence interval.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError`]: Redis unreachable or slow.
+    pub async fn cluster_nodes(&self) -> Result<Vec<(String, NodeTotals)>, BackplaneError> {
+        let mut nodes = self.shared.store.read_nodes().await?;
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(nodes)
     }
 

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`Backplane`] | a node's link: publish through Redis, history for resumes, metrics |
 //! | `follower` | the task applying the events channel in order: gaps, catch-ups, probes, epochs |
-//! | `presence` | this node's subscribers per topic in Redis under a TTL; cluster-wide counts |
+//! | `presence` | this node's subscribers and client ids per topic in Redis under a TTL, bounded; cluster-wide counts and lists |
 //! | `metrics` | counters, [`LinkState`] and their Prometheus text |
 //! | [`scripts`] | the Lua scripts (publish, history cut, probe), key names, typed replies |
 //! | [`store`] | [`Store`]: the command connection running them |
@@ -29,8 +29,13 @@ pub mod wire;
 
 pub use backplane::{Backplane, ClusterCount, ClusterPublishError};
 pub use metrics::{BackplaneCounters, LinkState};
+pub use presence::{
+    PresenceLimits, PRESENCE_CLIENTS_PER_NODE, PRESENCE_CLIENTS_PER_TOPIC, PRESENCE_TOPICS,
+};
 pub use scripts::{Cut, Keys, ReplyError, TopicCut};
-pub use store::{NodePresence, Retention, Store};
+pub use store::{
+    NodeClients, NodePresence, NodeTotals, PresenceWrite, Retention, Store, TopicPart,
+};
 pub use wire::{Message, WireError};
 
 use std::fmt;
@@ -109,6 +114,9 @@ pub struct ClusterConfig {
     /// How often this node refreshes its presence (subscribers per topic)
     /// in Redis; it expires after three intervals without a refresh.
     pub presence_interval: Duration,
+    /// How much of its presence this node writes to Redis (topics, client
+    /// ids per topic and in all; invariant CP3).
+    pub presence_limits: PresenceLimits,
 }
 
 impl ClusterConfig {
@@ -131,6 +139,7 @@ impl ClusterConfig {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
             presence_interval: Duration::from_secs(2),
+            presence_limits: PresenceLimits::default(),
         }
     }
 

@@ -12,6 +12,8 @@
 //! | `P:events` | channel | every event, in order ([`Message`](super::wire::Message)) | |
 //! | `P:probe:<node>` | channel | a node's liveness probe: `<epoch> <top>` | |
 //! | `P:presence:<node>` | hash | the node's subscribers per topic (`topic` → count) | presence TTL, refreshed every presence interval |
+//! | `P:presence-clients:<node>` | hash | the node's client ids per topic (`topic` → `"id id …"`, the lowest ids in id order, capped) | the same TTL, written by the same script |
+//! | `P:presence-info:<node>` | hash | the node's totals: `connections`, `topics`, `subscribers` | the same TTL, written by the same script |
 //! | `P:presence-nodes` | sorted set | node → when its presence expires (Redis time, ms) | members past their time are removed by every read and write |
 //!
 //! Stream and meta keys carry the epoch, so a new epoch (the epoch or
@@ -170,23 +172,32 @@ redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. top)
 return 1
 ";
 
-/// Replaces a node's presence (`ARGV`: prefix, node, TTL in ms, then
-/// `topic, count` pairs): the hash is rewritten whole and expires with the
-/// node's entry in the node set, both on Redis's clock, so a node that
-/// stops refreshing disappears within the TTL whatever the clocks of the
-/// nodes say.
+/// Replaces a node's presence (`ARGV`: prefix, node, TTL in ms, the
+/// node's `connections`, `topics`, `subscribers` totals, then
+/// `topic, count, ids` triples, `ids` space-separated and empty when none
+/// are listed): the three hashes are rewritten whole (CP1) and expire
+/// with the node's entry in the node set, all on Redis's clock, so a node
+/// that stops refreshing disappears within the TTL whatever the clocks of
+/// the nodes say (CP2).
 pub(crate) const PRESENCE_WRITE: &str = r"
 local prefix = ARGV[1]
-local key = prefix .. ':presence:' .. ARGV[2]
+local node = ARGV[2]
+local key = prefix .. ':presence:' .. node
+local clients = prefix .. ':presence-clients:' .. node
+local info = prefix .. ':presence-info:' .. node
 local ttl = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('DEL', key)
-for i = 4, #ARGV, 2 do
+redis.call('DEL', key, clients, info)
+redis.call('HSET', info, 'connections', ARGV[4], 'topics', ARGV[5], 'subscribers', ARGV[6])
+for i = 7, #ARGV, 3 do
   redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+  if ARGV[i + 2] ~= '' then redis.call('HSET', clients, ARGV[i], ARGV[i + 2]) end
 end
 redis.call('PEXPIRE', key, ttl)
-redis.call('ZADD', prefix .. ':presence-nodes', now + ttl, ARGV[2])
+redis.call('PEXPIRE', clients, ttl)
+redis.call('PEXPIRE', info, ttl)
+redis.call('ZADD', prefix .. ':presence-nodes', now + ttl, node)
 redis.call('ZREMRANGEBYSCORE', prefix .. ':presence-nodes', '-inf', now)
 return 1
 ";
@@ -194,8 +205,11 @@ return 1
 /// Removes a node's presence at once (`ARGV`: prefix, node): a node that
 /// leaves gracefully.
 pub(crate) const PRESENCE_LEAVE: &str = r"
-redis.call('DEL', ARGV[1] .. ':presence:' .. ARGV[2])
-redis.call('ZREM', ARGV[1] .. ':presence-nodes', ARGV[2])
+local prefix = ARGV[1]
+local node = ARGV[2]
+redis.call('DEL', prefix .. ':presence:' .. node, prefix .. ':presence-clients:' .. node,
+  prefix .. ':presence-info:' .. node)
+redis.call('ZREM', prefix .. ':presence-nodes', node)
 return 1
 ";
 
@@ -222,6 +236,47 @@ for _, node in ipairs(redis.call('ZRANGE', prefix .. ':presence-nodes', 0, -1)) 
     out[#out + 1] = node
     out[#out + 1] = counts
   end
+end
+return out
+";
+
+/// Reads one topic's subscribers and listed client ids on every live node
+/// (`ARGV`: prefix, topic): `{node, count, ids, ...}`, `ids` as written
+/// (space-separated, empty when the node listed none); nodes without
+/// subscribers to the topic are left out. Counts and ids come from the
+/// same write of each node (CP1).
+pub(crate) const PRESENCE_CLIENTS: &str = r"
+local prefix = ARGV[1]
+local topic = ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', prefix .. ':presence-nodes', '-inf', now)
+local out = {}
+for _, node in ipairs(redis.call('ZRANGE', prefix .. ':presence-nodes', 0, -1)) do
+  local c = redis.call('HGET', prefix .. ':presence:' .. node, topic)
+  if c then
+    out[#out + 1] = node
+    out[#out + 1] = c
+    out[#out + 1] = redis.call('HGET', prefix .. ':presence-clients:' .. node, topic) or ''
+  end
+end
+return out
+";
+
+/// Reads every live node's totals (`ARGV`: prefix):
+/// `{node, connections, topics, subscribers, ...}` (`0` for a total the
+/// node did not write).
+pub(crate) const PRESENCE_NODES: &str = r"
+local prefix = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', prefix .. ':presence-nodes', '-inf', now)
+local out = {}
+for _, node in ipairs(redis.call('ZRANGE', prefix .. ':presence-nodes', 0, -1)) do
+  local info = redis.call('HMGET', prefix .. ':presence-info:' .. node,
+    'connections', 'topics', 'subscribers')
+  out[#out + 1] = node
+  for i = 1, 3 do out[#out + 1] = info[i] or '0' end
 end
 return out
 ";

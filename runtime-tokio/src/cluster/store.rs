@@ -11,6 +11,7 @@ use super::scripts::{self, Cut, Keys, ReplyError};
 use super::BackplaneError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
+use ssehub_core::ClientId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -34,6 +35,58 @@ pub struct Retention {
 /// One node's presence: its name and its subscribers per topic.
 pub type NodePresence = (String, Vec<(String, u64)>);
 
+/// A node's totals, as it writes them with its presence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeTotals {
+    /// Its active clients (every stream, dashboards included).
+    pub connections: u64,
+    /// Its topics with at least one subscriber (all of them, also those
+    /// past the cap on topics written).
+    pub topics: u64,
+    /// Its subscriptions: the sum of its topics' subscribers.
+    pub subscribers: u64,
+}
+
+/// One topic's part of a node's presence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicPart {
+    /// The topic.
+    pub topic: String,
+    /// The node's subscribers to it.
+    pub subscribers: u64,
+    /// The lowest of their client ids, in increasing order: all of them,
+    /// or fewer when a cap was reached.
+    pub clients: Vec<ClientId>,
+}
+
+/// What a node writes as its presence: one snapshot, replaced whole (CP1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PresenceWrite {
+    /// The node's totals.
+    pub totals: NodeTotals,
+    /// Its topics with subscribers (at most the cap on topics).
+    pub topics: Vec<TopicPart>,
+}
+
+/// One live node's part of a topic, as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeClients {
+    /// The node's name.
+    pub node: String,
+    /// Its subscribers to the topic.
+    pub subscribers: u64,
+    /// The client ids it listed, in increasing order.
+    pub clients: Vec<ClientId>,
+}
+
+impl NodeClients {
+    /// Whether the node has subscribers it did not list (a cap was
+    /// reached).
+    pub fn truncated(&self) -> bool {
+        (self.clients.len() as u64) < self.subscribers
+    }
+}
+
 /// The command side of the backplane. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -53,6 +106,8 @@ struct Inner {
     presence_write: Script,
     presence_leave: Script,
     presence_read: Script,
+    presence_clients: Script,
+    presence_nodes: Script,
 }
 
 impl std::fmt::Debug for Store {
@@ -85,6 +140,8 @@ impl Store {
                 presence_write: Script::new(scripts::PRESENCE_WRITE),
                 presence_leave: Script::new(scripts::PRESENCE_LEAVE),
                 presence_read: Script::new(scripts::PRESENCE_READ),
+                presence_clients: Script::new(scripts::PRESENCE_CLIENTS),
+                presence_nodes: Script::new(scripts::PRESENCE_NODES),
             }),
         }
     }
@@ -214,8 +271,9 @@ impl Store {
         self.run(invocation).await.map(drop)
     }
 
-    /// Replaces `node`'s presence with `counts` (topic, subscribers),
-    /// expiring after `ttl` unless written again (see `PRESENCE_WRITE`).
+    /// Replaces `node`'s presence with `part` (its totals, and per topic
+    /// its subscribers and listed client ids), expiring after `ttl` unless
+    /// written again (see `PRESENCE_WRITE`: CP1, CP2).
     ///
     /// # Errors
     ///
@@ -224,15 +282,23 @@ impl Store {
         &self,
         node: &str,
         ttl: Duration,
-        counts: &[(String, usize)],
+        part: &PresenceWrite,
     ) -> Result<(), BackplaneError> {
         let mut invocation = self.inner.presence_write.prepare_invoke();
+        let totals = part.totals;
         invocation
             .arg(self.inner.keys.prefix())
             .arg(node)
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
-        for (topic, count) in counts {
-            invocation.arg(topic).arg(*count);
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(totals.connections)
+            .arg(totals.topics)
+            .arg(totals.subscribers);
+        for topic in &part.topics {
+            let ids: Vec<String> = topic.clients.iter().map(ToString::to_string).collect();
+            invocation
+                .arg(&topic.topic)
+                .arg(topic.subscribers)
+                .arg(ids.join(" "));
         }
         self.run(invocation).await.map(drop)
     }
@@ -268,6 +334,36 @@ impl Store {
         let reply = self.run(invocation).await?;
         parse_presence(reply).ok_or(BackplaneError::Reply(ReplyError("presence")))
     }
+
+    /// `topic`'s subscribers and listed client ids on every live node that
+    /// has subscribers to it, each node's from one write (CP1).
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError`], and [`BackplaneError::Reply`] for a reply the
+    /// script never returns.
+    pub async fn read_topic_clients(
+        &self,
+        topic: &str,
+    ) -> Result<Vec<NodeClients>, BackplaneError> {
+        let mut invocation = self.inner.presence_clients.prepare_invoke();
+        invocation.arg(self.inner.keys.prefix()).arg(topic);
+        let reply = self.run(invocation).await?;
+        parse_clients(reply).ok_or(BackplaneError::Reply(ReplyError("presence clients")))
+    }
+
+    /// Every live node's totals, by node.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError`], and [`BackplaneError::Reply`] for a reply the
+    /// script never returns.
+    pub async fn read_nodes(&self) -> Result<Vec<(String, NodeTotals)>, BackplaneError> {
+        let mut invocation = self.inner.presence_nodes.prepare_invoke();
+        invocation.arg(self.inner.keys.prefix());
+        let reply = self.run(invocation).await?;
+        parse_nodes(reply).ok_or(BackplaneError::Reply(ReplyError("presence nodes")))
+    }
 }
 
 /// `{node, {topic, count, ...}, ...}` as `PRESENCE_READ` returns it.
@@ -294,11 +390,114 @@ fn parse_presence(reply: redis::Value) -> Option<Vec<NodePresence>> {
     Some(nodes)
 }
 
+/// `{node, count, ids, ...}` as `PRESENCE_CLIENTS` returns it.
+fn parse_clients(reply: redis::Value) -> Option<Vec<NodeClients>> {
+    let redis::Value::Array(items) = reply else {
+        return None;
+    };
+    if items.len() % 3 != 0 {
+        return None;
+    }
+    let mut nodes = Vec::with_capacity(items.len() / 3);
+    let mut items = items.into_iter();
+    while let (Some(node), Some(count), Some(ids)) = (items.next(), items.next(), items.next()) {
+        let clients = text(ids)?
+            .split_ascii_whitespace()
+            .map(|id| id.parse().ok())
+            .collect::<Option<Vec<ClientId>>>()?;
+        nodes.push(NodeClients {
+            node: text(node)?,
+            subscribers: text(count)?.parse().ok()?,
+            clients,
+        });
+    }
+    Some(nodes)
+}
+
+/// `{node, connections, topics, subscribers, ...}` as `PRESENCE_NODES`
+/// returns it.
+fn parse_nodes(reply: redis::Value) -> Option<Vec<(String, NodeTotals)>> {
+    let redis::Value::Array(items) = reply else {
+        return None;
+    };
+    if items.len() % 4 != 0 {
+        return None;
+    }
+    let number = |value: redis::Value| text(value)?.parse::<u64>().ok();
+    let mut nodes = Vec::with_capacity(items.len() / 4);
+    let mut items = items.into_iter();
+    while let Some(node) = items.next() {
+        let node = text(node)?;
+        let totals = NodeTotals {
+            connections: number(items.next()?)?,
+            topics: number(items.next()?)?,
+            subscribers: number(items.next()?)?,
+        };
+        nodes.push((node, totals));
+    }
+    Some(nodes)
+}
+
 fn text(value: redis::Value) -> Option<String> {
     match value {
         redis::Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
         redis::Value::SimpleString(s) => Some(s),
         redis::Value::Int(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn client_lists_and_totals_parse_and_bad_shapes_are_refused() {
+        let reply = Value::Array(vec![
+            bulk("a"),
+            bulk("3"),
+            bulk("1.1 2.5"),
+            bulk("b"),
+            bulk("1"),
+            bulk(""),
+        ]);
+        let nodes = parse_clients(reply).unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(
+            nodes[0].clients,
+            ["1.1".parse::<ClientId>().unwrap(), "2.5".parse().unwrap()]
+        );
+        assert!(nodes[0].truncated() && nodes[1].truncated());
+        assert_eq!((nodes[1].node.as_str(), nodes[1].subscribers), ("b", 1));
+        assert!(parse_clients(Value::Array(vec![bulk("a"), bulk("1"), bulk("1.0")])).is_none());
+        assert!(parse_clients(Value::Array(vec![bulk("a"), bulk("1")])).is_none());
+        assert!(parse_clients(Value::Array(vec![bulk("a"), bulk("x"), bulk("")])).is_none());
+
+        let reply = Value::Array(vec![bulk("a"), bulk("4"), bulk("2"), Value::Int(5)]);
+        assert_eq!(
+            parse_nodes(reply).unwrap(),
+            [(
+                "a".to_owned(),
+                NodeTotals {
+                    connections: 4,
+                    topics: 2,
+                    subscribers: 5
+                }
+            )]
+        );
+        assert!(parse_nodes(Value::Array(vec![bulk("a"), bulk("4")])).is_none());
+        assert!(parse_nodes(Value::Array(vec![
+            bulk("a"),
+            bulk("-1"),
+            bulk("0"),
+            bulk("0")
+        ]))
+        .is_none());
+        assert!(parse_nodes(Value::Nil).is_none());
     }
 }

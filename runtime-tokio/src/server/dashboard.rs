@@ -7,7 +7,12 @@
 //! client subscribed to [`STATS_TOPIC`], and one [`Sampler`] task publishes
 //! a [`STATS_EVENT`] there every `stats_interval`. On a clustered node,
 //! whose events come only from the backplane's order, the sampler sends
-//! its node's stats to that node's watchers directly (no id). Heartbeats, kicks,
+//! its node's stats to that node's watchers directly (no id), and adds
+//! `cluster`: every live node's totals (`[{node, connections,
+//! subscribers, topics}]`, from the presence each node keeps in Redis, see
+//! `crate::cluster`), or `null` with `cluster_error` when Redis cannot be
+//! read within the interval (the node's own figures still go out).
+//! Unclustered, the event has no `cluster` field. Heartbeats, kicks,
 //! limits and the shutdown event apply to dashboard streams as to any.
 //!
 //! # Invariants
@@ -25,6 +30,7 @@
 //!   the elapsed tokio time (paused-time tests see exact figures).
 
 use super::routes::Answer;
+use crate::cluster::Backplane;
 use crate::respond::full;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response};
@@ -95,11 +101,17 @@ impl Sampler {
 
     /// Starts sampling `hub` every `interval` (at least 10 ms); the stats
     /// name the node `node` (the cluster's name for it), else the host.
+    /// With a `backplane`, each event also lists the cluster's nodes.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub(crate) fn spawn(hub: Hub, interval: Duration, node: Option<String>) -> Self {
+    pub(crate) fn spawn(
+        hub: Hub,
+        interval: Duration,
+        node: Option<String>,
+        backplane: Option<Backplane>,
+    ) -> Self {
         let interval = interval.max(Duration::from_millis(10));
         // The first interval starts now, not when the task first runs.
         let baseline = (Instant::now(), Totals::of(&hub.metrics(), Own::default()));
@@ -108,6 +120,7 @@ impl Sampler {
             interval,
             baseline,
             node.unwrap_or_else(node_name),
+            backplane,
         )))
     }
 }
@@ -140,6 +153,7 @@ async fn sample_forever(
     interval: Duration,
     mut previous: (Instant, Totals),
     node: String,
+    backplane: Option<Backplane>,
 ) {
     let mut ticker = tokio::time::interval_at(previous.0 + interval, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -150,11 +164,14 @@ async fn sample_forever(
         let metrics = hub.metrics();
         let totals = Totals::of(&metrics, own);
         let elapsed = now.duration_since(previous.0);
-        let stats = stats(&hub, &metrics, previous.1, totals, elapsed, &node);
+        let mut stats = stats(&hub, &metrics, previous.1, totals, elapsed, &node);
         previous = (now, totals);
         let watchers = watchers(&hub);
         if watchers == 0 {
             continue;
+        }
+        if let (Some(backplane), Value::Object(fields)) = (&backplane, &mut stats) {
+            add_cluster(fields, backplane, interval).await;
         }
         let event = Event::new(stats.to_string()).with_event(STATS_EVENT);
         if hub.config().sequencing == Sequencing::External {
@@ -172,6 +189,38 @@ async fn sample_forever(
             Err(error) => tracing::debug!(%error, "stats event not published"),
         }
     }
+}
+
+/// How long a sample waits for the cluster's nodes at most: an interval,
+/// but not less than this (a busy Redis still answers in time).
+const CLUSTER_READ_MIN: Duration = Duration::from_millis(250);
+
+/// Adds `cluster` (every live node's totals, by name) to a stats event,
+/// or `cluster: null` and `cluster_error` when Redis does not answer
+/// within the interval.
+async fn add_cluster(fields: &mut Map<String, Value>, backplane: &Backplane, interval: Duration) {
+    let read = tokio::time::timeout(interval.max(CLUSTER_READ_MIN), backplane.cluster_nodes());
+    let error = match read.await {
+        Ok(Ok(nodes)) => {
+            let nodes: Vec<Value> = nodes
+                .into_iter()
+                .map(|(node, totals)| {
+                    json!({
+                        "node": node,
+                        "connections": totals.connections,
+                        "subscribers": totals.subscribers,
+                        "topics": totals.topics,
+                    })
+                })
+                .collect();
+            fields.insert("cluster".to_owned(), Value::Array(nodes));
+            return;
+        }
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "redis did not answer within the stats interval".to_owned(),
+    };
+    fields.insert("cluster".to_owned(), Value::Null);
+    fields.insert("cluster_error".to_owned(), json!(error));
 }
 
 /// Sends `event` (without an id, like any direct send) to every
@@ -306,7 +355,7 @@ mod tests {
         let stream = reservation.stream();
         reservation.activate().unwrap();
         let started = Instant::now();
-        let _sampler = Sampler::spawn(hub.clone(), Duration::from_secs(2), None);
+        let _sampler = Sampler::spawn(hub.clone(), Duration::from_secs(2), None, None);
         for _ in 0..4 {
             hub.publish("news", &Event::new("x")).unwrap();
         }
@@ -319,6 +368,7 @@ mod tests {
         assert_eq!(first["connections"], 1);
         assert_eq!(first["dashboards"], 1);
         assert_eq!(first["topics"], 1, "news; not the stats topic");
+        assert!(first.get("cluster").is_none(), "unclustered: {first}");
 
         // Nothing published since: the sampler's own event is not counted.
         let second = next_stats(&stream).await;

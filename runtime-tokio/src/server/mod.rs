@@ -34,6 +34,7 @@ mod routes;
 mod script;
 
 pub use config::{Args, ConfigError, ServerConfig, TokenSource};
+pub(crate) use dashboard::is_reserved;
 pub use jwt::JwtAuth;
 
 use crate::cluster::Backplane;
@@ -93,12 +94,6 @@ impl Server {
         let config = Arc::new(config);
         let hub = Hub::with_clock(config.hub.clone(), crate::TokioClock);
         let driver = Driver::spawn(hub.clone(), config.tick_interval);
-        // Clustered, the stats name the node as the cluster knows it.
-        let sampler = dashboard::Sampler::spawn(
-            hub.clone(),
-            config.stats_interval,
-            config.cluster.as_ref().map(|c| c.node_name.clone()),
-        );
         let backplane = config.cluster.clone().and_then(|cluster| {
             Backplane::start(hub.clone(), cluster)
                 .map_err(|error| {
@@ -106,6 +101,14 @@ impl Server {
                 })
                 .ok()
         });
+        // Clustered, the stats name the node as the cluster knows it and
+        // list the cluster's nodes.
+        let sampler = dashboard::Sampler::spawn(
+            hub.clone(),
+            config.stats_interval,
+            config.cluster.as_ref().map(|c| c.node_name.clone()),
+            backplane.clone(),
+        );
         let app = Arc::new(App::new(
             hub.clone(),
             Arc::clone(&config),

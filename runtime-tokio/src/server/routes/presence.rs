@@ -9,12 +9,18 @@
 //! | route | query | answers |
 //! |---|---|---|
 //! | `GET /topics` | `limit` (1..=1000, default 100), `cursor`, `sort=subscribers\|name` | `{topics: [summary], next_cursor, total}` |
-//! | `GET /topics/{topic}` | `clients=true`, then `limit`, `cursor` (a client id) | `summary` (+ `clients`, `next_cursor`); 404 unknown topic |
+//! | `GET /topics/{topic}` | `clients=true`, then `limit`, `cursor` (a client id) | `summary` (+ `clients`, `next_cursor`; clustered: + `cluster`, `cluster_clients`); 404 unknown topic |
 //!
 //! On a clustered node, `GET /topics/{topic}` adds `cluster`: the
 //! subscribers on every live node (`{subscribers, nodes: {name: n}}`,
-//! from the presence each node keeps in Redis, see `crate::cluster`); the
-//! client list stays the node's own (client ids are per node).
+//! from the presence each node keeps in Redis, see `crate::cluster`).
+//! With `clients=true` it also adds `cluster_clients`: per live node with
+//! subscribers, `{subscribers, clients, next_cursor, truncated}`, its ids
+//! as it last wrote them (client ids are per node, so they stay grouped by
+//! node), paged by the same `limit` and `cursor` as the local `clients`;
+//! `truncated` says the node has more subscribers than it writes (the
+//! caps of `crate::cluster::PresenceLimits`, 1000 ids per topic by
+//! default). `clients` stays the node's own, live.
 //!
 //! A summary is `{topic, subscribers, retained, retained_bytes,
 //! last_event_id, events_last_minute, events_per_second}`. The topic in
@@ -22,14 +28,15 @@
 //! (`/topics/orders/42`) or encoded (`/topics/orders%2F42`).
 
 use super::{json, Answer};
-use crate::cluster::Backplane;
+use crate::cluster::{Backplane, ClusterCount, NodeClients};
 use crate::query::{self, QueryError};
 use crate::respond::json_error;
 use http::StatusCode;
 use serde_json::{json as value, Value};
 use ssehub_core::{
     validate_topic, ClientId, ClientPage, Hub, ParseCursorError, ParseIdError, ParseSortError,
-    TopicCursor, TopicError, TopicPage, TopicSort, TopicSummary, MAX_PRESENCE_PAGE,
+    TopicCursor, TopicError, TopicPage, TopicSort, TopicSummary, DEFAULT_PRESENCE_PAGE,
+    MAX_PRESENCE_PAGE,
 };
 use std::fmt;
 
@@ -113,6 +120,7 @@ pub(super) fn topic(hub: &Hub, raw: &str, query: Option<&str>) -> Answer {
         Ok(request) => request,
         Err(bad) => return bad.answer(),
     };
+    let clients = clients.map(|c| c.page());
     let Some(presence) = hub.topic_presence(&name, clients.as_ref()) else {
         return json_error(StatusCode::NOT_FOUND, &format!("no topic {name:?}"));
     };
@@ -131,8 +139,11 @@ pub(super) fn topic(hub: &Hub, raw: &str, query: Option<&str>) -> Answer {
 /// `GET /topics/{topic}` on a clustered node: the node's own figures (or
 /// zeros, when only other nodes have the topic) and `cluster`: the
 /// subscribers of every live node, `{subscribers, nodes: {name: n}}`, as
-/// fresh as the presence interval. If Redis cannot be read, `cluster` is
-/// `null` and `cluster_error` says why; the node's figures still answer.
+/// fresh as the presence interval. With `clients=true`, also
+/// `cluster_clients` (see the module docs), from the same read as
+/// `cluster`. If Redis cannot be read, `cluster` (and `cluster_clients`)
+/// are `null` and `cluster_error` says why; the node's figures still
+/// answer.
 pub(super) async fn cluster_topic(
     hub: &Hub,
     backplane: &Backplane,
@@ -143,9 +154,26 @@ pub(super) async fn cluster_topic(
         Ok(request) => request,
         Err(bad) => return bad.answer(),
     };
-    let local = hub.topic_presence(&name, clients.as_ref());
-    let cluster = backplane.cluster_count(&name).await;
-    let known_elsewhere = cluster.as_ref().is_ok_and(|c| c.subscribers > 0);
+    let local = hub.topic_presence(&name, clients.map(|c| c.page()).as_ref());
+    // One read: the counts and, when asked for, the lists, of one write
+    // per node (CP1).
+    let cluster = match clients {
+        Some(_) => backplane.cluster_clients(&name).await.map(|nodes| {
+            let count = ClusterCount {
+                subscribers: nodes.iter().map(|n| n.subscribers).sum(),
+                nodes: nodes
+                    .iter()
+                    .map(|n| (n.node.clone(), n.subscribers))
+                    .collect(),
+            };
+            (count, Some(nodes))
+        }),
+        None => backplane
+            .cluster_count(&name)
+            .await
+            .map(|count| (count, None)),
+    };
+    let known_elsewhere = cluster.as_ref().is_ok_and(|(c, _)| c.subscribers > 0);
     let mut body = match &local {
         Some(presence) => summary(&presence.summary),
         None if known_elsewhere => value!({
@@ -172,7 +200,7 @@ pub(super) async fn cluster_topic(
             fields.insert("next_cursor".to_owned(), Value::Null);
         }
         match cluster {
-            Ok(count) => {
+            Ok((count, lists)) => {
                 let nodes: serde_json::Map<String, Value> = count
                     .nodes
                     .into_iter()
@@ -182,14 +210,46 @@ pub(super) async fn cluster_topic(
                     "cluster".to_owned(),
                     value!({"subscribers": count.subscribers, "nodes": nodes}),
                 );
+                if let (Some(lists), Some(query)) = (lists, clients) {
+                    let lists: serde_json::Map<String, Value> = lists
+                        .into_iter()
+                        .map(|node| (node.node.clone(), node_clients(&node, query)))
+                        .collect();
+                    fields.insert("cluster_clients".to_owned(), Value::Object(lists));
+                }
             }
             Err(error) => {
                 fields.insert("cluster".to_owned(), Value::Null);
+                if clients.is_some() {
+                    fields.insert("cluster_clients".to_owned(), Value::Null);
+                }
                 fields.insert("cluster_error".to_owned(), value!(error.to_string()));
             }
         }
     }
     json(StatusCode::OK, body)
+}
+
+/// One node's entry of `cluster_clients`: its listed ids after the
+/// query's cursor, at most its limit, paged exactly as the local list.
+fn node_clients(node: &NodeClients, query: ClientsQuery) -> Value {
+    let mut ids = node
+        .clients
+        .iter()
+        .filter(|id| query.after.is_none_or(|after| **id > after));
+    let page: Vec<String> = ids
+        .by_ref()
+        .take(query.limit)
+        .map(ToString::to_string)
+        .collect();
+    let more = ids.next().is_some();
+    let next = page.last().filter(|_| more);
+    value!({
+        "subscribers": node.subscribers,
+        "clients": page,
+        "next_cursor": next,
+        "truncated": node.truncated(),
+    })
 }
 
 fn summary(topic: &TopicSummary) -> Value {
@@ -254,10 +314,29 @@ fn list_page(query: Option<&str>) -> Result<TopicPage, BadRequest> {
     Ok(page)
 }
 
+/// The client page a `GET /topics/{topic}?clients=true` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ClientsQuery {
+    /// `limit`, `1..=MAX_PRESENCE_PAGE`.
+    limit: usize,
+    /// `cursor`: ids strictly after it.
+    after: Option<ClientId>,
+}
+
+impl ClientsQuery {
+    fn page(self) -> ClientPage {
+        let page = ClientPage::new().limit(self.limit);
+        match self.after {
+            Some(after) => page.after(after),
+            None => page,
+        }
+    }
+}
+
 fn topic_request(
     raw: &str,
     query: Option<&str>,
-) -> Result<(String, Option<ClientPage>), BadRequest> {
+) -> Result<(String, Option<ClientsQuery>), BadRequest> {
     let name = decode_path(raw).map_err(BadRequest::Path)?;
     validate_topic(&name).map_err(BadRequest::Topic)?;
     let (mut clients, mut size, mut cursor) = (false, None, None);
@@ -287,14 +366,13 @@ fn topic_request(
         }
         return Ok((name, None));
     }
-    let mut page = ClientPage::new();
-    if let Some(size) = size {
-        page = page.limit(size);
-    }
-    if let Some(cursor) = cursor {
-        page = page.after(cursor);
-    }
-    Ok((name, Some(page)))
+    Ok((
+        name,
+        Some(ClientsQuery {
+            limit: size.unwrap_or(DEFAULT_PRESENCE_PAGE),
+            after: cursor,
+        }),
+    ))
 }
 
 /// Percent-decodes a path: `%XX` escapes must be complete, the result
@@ -332,6 +410,49 @@ mod tests {
         assert_eq!(decode_path("a%2"), Err(QueryError::BadEscape));
         assert_eq!(decode_path("a%zz"), Err(QueryError::BadEscape));
         assert_eq!(decode_path("%FF"), Err(QueryError::NotUtf8));
+    }
+
+    #[test]
+    fn a_nodes_list_pages_like_the_local_one_and_says_when_it_was_cut() {
+        let ids = ["1.1", "2.2", "3.3"].map(|id| id.parse::<ClientId>().unwrap());
+        let node = NodeClients {
+            node: "a".to_owned(),
+            subscribers: 4,
+            clients: ids.to_vec(),
+        };
+        let page = |limit, after: Option<&str>| {
+            node_clients(
+                &node,
+                ClientsQuery {
+                    limit,
+                    after: after.map(|id| id.parse().unwrap()),
+                },
+            )
+        };
+        assert_eq!(
+            page(2, None),
+            value!({"subscribers": 4, "clients": ["1.1", "2.2"], "next_cursor": "2.2", "truncated": true})
+        );
+        assert_eq!(
+            page(2, Some("2.2")),
+            value!({"subscribers": 4, "clients": ["3.3"], "next_cursor": null, "truncated": true})
+        );
+        // A page exactly full is the last one.
+        assert_eq!(page(3, None)["next_cursor"], Value::Null);
+        let whole = NodeClients {
+            subscribers: 3,
+            ..node.clone()
+        };
+        assert_eq!(
+            node_clients(
+                &whole,
+                ClientsQuery {
+                    limit: 100,
+                    after: None
+                }
+            )["truncated"],
+            false
+        );
     }
 
     #[test]

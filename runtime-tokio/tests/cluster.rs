@@ -195,16 +195,19 @@ async fn a_clustered_dashboard_says_when_redis_cannot_be_read() {
     .await;
     assert_eq!(head.status, 200, "{head:?}");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    // The last stats event seen, for the failure message.
+    let mut last = serde_json::Value::Null;
     let mut next = async |what: &str| -> serde_json::Value {
         let frame =
             tokio::time::timeout_at(deadline, raw.frame_where(|f| f.contains("event: stats\n")))
                 .await
-                .unwrap_or_else(|_| panic!("no stats event: {what}"));
+                .unwrap_or_else(|_| panic!("no stats event: {what}; the last one: {last}"));
         let data = frame
             .lines()
             .find_map(|l| l.strip_prefix("data: "))
             .expect("data");
-        serde_json::from_str(data).expect("json")
+        last = serde_json::from_str(data).expect("json");
+        last.clone()
     };
     loop {
         let stats = next("listing the node").await;

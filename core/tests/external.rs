@@ -585,3 +585,39 @@ fn a_new_epoch_restarts_every_ring_at_its_top() {
     let got = frames(&connect(&hub, &["t"], Some("78-2"), None));
     assert_eq!(got, ["id: 78-5\nevent: reset\ndata\n\n"]);
 }
+
+/// The size bound of `apply` counts the body and the longest `id:` line
+/// the hub may add (46 bytes: `id: ` + two 20-digit numbers + `-` + LF),
+/// and a frame exactly at the bound is taken.
+#[test]
+fn apply_takes_a_frame_exactly_at_the_size_bound_and_refuses_one_byte_more() {
+    const LIMIT: usize = 1000;
+    const ID_LINE_MAX: usize = 4 + 20 + 1 + 20 + 1;
+    let hub = Hub::new(
+        HubConfig {
+            sequencing: Sequencing::External,
+            max_event_bytes: LIMIT,
+            ..HubConfig::default()
+        },
+        Instant::now(),
+    );
+    hub.begin_epoch(EPOCH, 0);
+    let stream = connect(&hub, &["t"], None, None);
+    let framing = body(&hub, "x").len() - 1;
+    let fits = body(&hub, &"x".repeat(LIMIT - ID_LINE_MAX - framing));
+    assert_eq!(fits.len() + ID_LINE_MAX, LIMIT);
+    // Encoded by a hub with the default bound: this one refuses it.
+    let over = body(&external(), &"x".repeat(LIMIT - ID_LINE_MAX - framing + 1));
+    assert_eq!(
+        hub.apply("t", EventId::new(EPOCH, 1), &over),
+        Err(ApplyError::TooLarge {
+            size: LIMIT + 1,
+            limit: LIMIT
+        })
+    );
+    assert!(matches!(
+        hub.apply("t", EventId::new(EPOCH, 1), &fits),
+        Ok(Applied::Delivered(_))
+    ));
+    assert_eq!(ids(&frames(&stream)), [format!("{EPOCH}-1")]);
+}

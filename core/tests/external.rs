@@ -29,6 +29,19 @@ fn body(hub: &Hub, data: &str) -> Bytes {
     hub.encode_body(&Event::new(data)).expect("encodable")
 }
 
+/// A body encoded by a hub whose event bound is 4 MiB.
+fn external_body(data: &str) -> Bytes {
+    let hub = Hub::new(
+        HubConfig {
+            sequencing: Sequencing::External,
+            max_event_bytes: 4 << 20,
+            ..HubConfig::default()
+        },
+        Instant::now(),
+    );
+    body(&hub, data)
+}
+
 fn frames(stream: &ClientStream) -> Vec<String> {
     let mut out = Vec::new();
     let _ = stream.drain(&mut out, usize::MAX);
@@ -358,6 +371,17 @@ fn supplied_history_that_breaks_its_promise_is_refused() {
         }),
         Err(HistoryError::InvalidBody { seq: 3, .. })
     ));
+    // A body past the hub's event bound (the history's node may have a
+    // larger one) is refused like a malformed one.
+    let mut large = history(&hub, "a", 0, 8, &[4]);
+    large.events[0].1 = external_body(&"x".repeat(2 << 20));
+    assert!(matches!(
+        reservation.supply_history(History {
+            epoch: EPOCH,
+            topics: vec![large]
+        }),
+        Err(HistoryError::InvalidBody { seq: 4, .. })
+    ));
     let stream = reservation.stream();
     reservation.activate().expect("activate");
     assert!(
@@ -606,8 +630,8 @@ fn apply_takes_a_frame_exactly_at_the_size_bound_and_refuses_one_byte_more() {
     let framing = body(&hub, "x").len() - 1;
     let fits = body(&hub, &"x".repeat(LIMIT - ID_LINE_MAX - framing));
     assert_eq!(fits.len() + ID_LINE_MAX, LIMIT);
-    // Encoded by a hub with the default bound: this one refuses it.
-    let over = body(&external(), &"x".repeat(LIMIT - ID_LINE_MAX - framing + 1));
+    // Encoded by a hub with a larger bound: this one refuses it.
+    let over = external_body(&"x".repeat(LIMIT - ID_LINE_MAX - framing + 1));
     assert_eq!(
         hub.apply("t", EventId::new(EPOCH, 1), &over),
         Err(ApplyError::TooLarge {

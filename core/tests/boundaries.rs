@@ -236,3 +236,42 @@ fn a_direct_event_exactly_at_the_size_bound_is_sent() {
     let _ = stream.drain(&mut frames, usize::MAX);
     assert_eq!(frames.iter().map(|f| f.len()).collect::<Vec<_>>(), [LIMIT]);
 }
+
+/// Kills `frame.len() > limit` -> `>=` in `check_frame`: an encoded frame
+/// exactly at `max_event_bytes` is sent as it is.
+#[test]
+fn a_frame_exactly_at_the_size_bound_is_sent() {
+    const LIMIT: usize = 300;
+    let hub = Hub::new(
+        HubConfig {
+            max_event_bytes: LIMIT,
+            ..quiet()
+        },
+        Instant::now(),
+    );
+    let reservation = hub
+        .reserve(ReserveOptions::new().topic("t"))
+        .expect("reserve");
+    let stream = reservation.stream();
+    let id = reservation.activate().expect("activate");
+    let framing = "data: \n\n".len();
+    let frame = Event::new("x".repeat(LIMIT - framing))
+        .to_bytes()
+        .expect("encode");
+    assert_eq!(frame.len(), LIMIT);
+    hub.send_frame(id, frame.clone())
+        .expect("exactly at the bound");
+    let over = Event::new("x".repeat(LIMIT - framing + 1))
+        .to_bytes()
+        .expect("encode");
+    assert!(matches!(
+        hub.send_frame(id, over),
+        Err(SendError::Encode(EncodeError::TooLarge {
+            limit: LIMIT,
+            ..
+        }))
+    ));
+    let mut frames = Vec::new();
+    let _ = stream.drain(&mut frames, usize::MAX);
+    assert_eq!(frames, [frame]);
+}

@@ -371,8 +371,23 @@ fn supplied_history_that_breaks_its_promise_is_refused() {
         }),
         Err(HistoryError::InvalidBody { seq: 3, .. })
     ));
-    // A body past the hub's event bound (the history's node may have a
-    // larger one) is refused like a malformed one.
+    // A body exactly at the hub's event bound (with the longest id line
+    // the hub may add) is taken; one past it (the history's node may have
+    // a larger bound) is refused like a malformed one.
+    let limit = HubConfig::default().max_event_bytes;
+    let framing = body(&hub, "x").len() - 1;
+    let mut exact = history(&hub, "a", 0, 8, &[4]);
+    exact.events[0].1 = external_body(&"x".repeat(limit - 46 - framing));
+    let mut other = hub
+        .reserve(ReserveOptions::new().topic("a").last_event_id("77-2"))
+        .expect("reserve");
+    assert!(other
+        .supply_history(History {
+            epoch: EPOCH,
+            topics: vec![exact]
+        })
+        .is_ok());
+    drop(other);
     let mut large = history(&hub, "a", 0, 8, &[4]);
     large.events[0].1 = external_body(&"x".repeat(2 << 20));
     assert!(matches!(

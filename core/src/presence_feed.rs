@@ -461,4 +461,68 @@ mod tests {
         let summary = feed.flush("t", 1, &config).unwrap();
         assert!(text(&summary).contains("\"joins\":1,\"leaves\":0"));
     }
+
+    #[test]
+    fn json_strings_escape_exactly_the_controls_and_the_line_separators() {
+        // Every escaped class, its neighbours that stay as they are, and
+        // the short escapes.
+        let cases: &[(&str, &str)] = &[
+            ("\u{0}", "\\u0000"),
+            ("\u{1}", "\\u0001"),
+            ("\u{1f}", "\\u001f"),
+            (" ", " "),
+            ("~", "~"),
+            ("\u{7f}", "\\u007f"),
+            ("\u{80}", "\u{80}"),
+            ("\u{2027}", "\u{2027}"),
+            ("\u{2028}", "\\u2028"),
+            ("\u{2029}", "\\u2029"),
+            ("\u{202a}", "\u{202a}"),
+            ("é", "é"),
+            ("\"", "\\\""),
+            ("\\", "\\\\"),
+            ("\n", "\\n"),
+            ("\r", "\\r"),
+            ("\t", "\\t"),
+        ];
+        for (raw, escaped) in cases {
+            let mut out = String::new();
+            json_string(&mut out, raw);
+            assert_eq!(out, format!("\"{escaped}\""), "{raw:?}");
+            let back: String = serde_json::from_str(&out).unwrap();
+            assert_eq!(&back, raw);
+        }
+    }
+
+    #[test]
+    fn a_subject_is_cut_to_the_last_boundary_at_or_below_the_bound() {
+        // "a" then two-byte characters: every char boundary past the
+        // first byte is odd, so the bound (even) falls inside a character
+        // and the cut moves one byte down, never up.
+        let subject = format!("a{}", "é".repeat(MAX_SUBJECT_LEN));
+        let cut = bounded_subject(subject.clone());
+        assert_eq!(cut.len(), MAX_SUBJECT_LEN - 1);
+        assert_eq!(&*cut, &subject[..MAX_SUBJECT_LEN - 1]);
+        let exact = "b".repeat(MAX_SUBJECT_LEN + 5);
+        assert_eq!(bounded_subject(exact).len(), MAX_SUBJECT_LEN);
+    }
+
+    #[test]
+    fn a_repeated_change_of_one_client_counts_once_in_the_net_change() {
+        let config = config(0);
+        let mut feed = PresenceFeed::new(0);
+        feed.record(change(1, true), "t", 1, 1, &config);
+        feed.record(change(1, true), "t", 1, 2, &config);
+        feed.record(change(2, false), "t", 1, 3, &config);
+        feed.record(change(2, false), "t", 1, 4, &config);
+        let summary = feed.flush("t", 1, &config).expect("a net change");
+        let data: serde_json::Value =
+            serde_json::from_str(text(&summary)["event: presence\ndata: ".len()..].trim_end())
+                .unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({"topic": "t", "joined": [{"client": "1.2"}],
+                "left": [{"client": "2.3"}], "joins": 1, "leaves": 1, "subscribers": 1})
+        );
+    }
 }

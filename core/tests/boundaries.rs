@@ -4,8 +4,12 @@
 //! created topics survives a partial drop, a heartbeat never queues behind
 //! unsent frames, and a ring's expiry is refiled after a partial expiry.
 
+use ssehub_core::codec::EncodeError;
 use ssehub_core::codec::Event;
-use ssehub_core::{ActivateError, ClientId, CloseOutcome, Drain, Hub, HubConfig, ReserveOptions};
+use ssehub_core::{
+    ActivateError, ClientId, CloseOutcome, Drain, Hub, HubConfig, ReserveError, ReserveOptions,
+    SendError,
+};
 use std::time::{Duration, Instant};
 
 const S: Duration = Duration::from_secs(1);
@@ -165,4 +169,109 @@ fn a_partly_expired_ring_expires_the_rest_on_time() {
     assert_eq!(report.expired_events, 1, "the rest expired too: {report:?}");
     assert_eq!(hub.topic_count(), 0);
     assert_eq!(hub.retained_bytes(), 0);
+}
+
+/// Kills `*count == 0` -> `!= 0` in `reserve`: a refused reservation must
+/// leave the peer's count as it was, so the peer stays at its limit.
+#[test]
+fn a_peer_at_its_limit_stays_refused() {
+    let hub = Hub::new(
+        HubConfig {
+            max_clients_per_peer: 1,
+            ..quiet()
+        },
+        Instant::now(),
+    );
+    let first = hub.reserve(ReserveOptions::new().peer("p")).expect("first");
+    for _ in 0..3 {
+        assert!(matches!(
+            hub.reserve(ReserveOptions::new().peer("p")),
+            Err(ReserveError::TooManyClientsForPeer { .. })
+        ));
+    }
+    hub.check_invariants().expect("invariants");
+    drop(first);
+    let again = hub.reserve(ReserveOptions::new().peer("p")).expect("freed");
+    drop(again);
+    hub.check_invariants().expect("invariants");
+}
+
+/// Kills `body.len() > limit` -> `==` and `>=` in `encode_direct`: a direct
+/// event exactly at `max_event_bytes` is sent, one byte more (or far more)
+/// is refused.
+#[test]
+fn a_direct_event_exactly_at_the_size_bound_is_sent() {
+    const LIMIT: usize = 600;
+    let t0 = Instant::now();
+    let hub = Hub::new(
+        HubConfig {
+            max_event_bytes: LIMIT,
+            ..quiet()
+        },
+        t0,
+    );
+    let reservation = hub
+        .reserve(ReserveOptions::new().topic("t"))
+        .expect("reserve");
+    let stream = reservation.stream();
+    let id = reservation.activate().expect("activate");
+    // `data: ` + data + two line feeds.
+    let framing = "data: \n\n".len();
+    let fits = Event::new("x".repeat(LIMIT - framing));
+    hub.send(id, &fits).expect("exactly at the bound");
+    for over in [1, 1000] {
+        let event = Event::new("x".repeat(LIMIT - framing + over));
+        assert!(
+            matches!(
+                hub.send(id, &event),
+                Err(SendError::Encode(EncodeError::TooLarge {
+                    limit: LIMIT,
+                    ..
+                }))
+            ),
+            "{over} byte(s) over"
+        );
+    }
+    let mut frames = Vec::new();
+    let _ = stream.drain(&mut frames, usize::MAX);
+    assert_eq!(frames.iter().map(|f| f.len()).collect::<Vec<_>>(), [LIMIT]);
+}
+
+/// Kills `frame.len() > limit` -> `>=` in `check_frame`: an encoded frame
+/// exactly at `max_event_bytes` is sent as it is.
+#[test]
+fn a_frame_exactly_at_the_size_bound_is_sent() {
+    const LIMIT: usize = 300;
+    let hub = Hub::new(
+        HubConfig {
+            max_event_bytes: LIMIT,
+            ..quiet()
+        },
+        Instant::now(),
+    );
+    let reservation = hub
+        .reserve(ReserveOptions::new().topic("t"))
+        .expect("reserve");
+    let stream = reservation.stream();
+    let id = reservation.activate().expect("activate");
+    let framing = "data: \n\n".len();
+    let frame = Event::new("x".repeat(LIMIT - framing))
+        .to_bytes()
+        .expect("encode");
+    assert_eq!(frame.len(), LIMIT);
+    hub.send_frame(id, frame.clone())
+        .expect("exactly at the bound");
+    let over = Event::new("x".repeat(LIMIT - framing + 1))
+        .to_bytes()
+        .expect("encode");
+    assert!(matches!(
+        hub.send_frame(id, over),
+        Err(SendError::Encode(EncodeError::TooLarge {
+            limit: LIMIT,
+            ..
+        }))
+    ));
+    let mut frames = Vec::new();
+    let _ = stream.drain(&mut frames, usize::MAX);
+    assert_eq!(frames, [frame]);
 }

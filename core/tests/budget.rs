@@ -263,3 +263,123 @@ fn the_retained_total_follows_every_ring_operation() {
     assert_eq!(hub.retained_bytes(), 2 * frame);
     hub.check_invariants().unwrap();
 }
+
+/// The size of the frame a publish retained: its `id:` line and the event.
+fn frame_len(id: EventId, data: &str) -> u64 {
+    format!("id: {id}\ndata: {data}\n\n").len() as u64
+}
+
+/// Kills `retained <= budget` -> `>` (eviction would start at 7/8 of the
+/// budget instead of above it) and `budget / 8` -> `% 8` (it would stop
+/// just under the budget) in `enforce_replay_budget`.
+#[test]
+fn eviction_starts_only_above_the_budget_and_goes_down_to_seven_eighths() {
+    const BUDGET: u64 = 64 * 1_024;
+    let data = "y".repeat(1_000);
+    let hub = Hub::new(
+        HubConfig {
+            replay_capacity: 1_000,
+            replay_max_total_bytes: BUDGET as usize,
+            ..config()
+        },
+        Instant::now(),
+    );
+    for n in 0..200 {
+        let before = hub.retained_bytes();
+        let id = hub
+            .publish(["a", "b"][n % 2], &Event::new(&*data))
+            .unwrap()
+            .id;
+        if hub.metrics().events_evicted == 0 {
+            assert_eq!(hub.retained_bytes(), before + frame_len(id, &data));
+            assert!(hub.retained_bytes() <= BUDGET, "over the budget unevicted");
+            continue;
+        }
+        assert!(
+            before + frame_len(id, &data) > BUDGET,
+            "evicted at {} bytes, within the budget",
+            before + frame_len(id, &data)
+        );
+        assert!(
+            hub.retained_bytes() <= BUDGET - BUDGET / 8,
+            "eviction stopped at {}",
+            hub.retained_bytes()
+        );
+        hub.check_invariants().unwrap();
+        return;
+    }
+    panic!("nothing was evicted");
+}
+
+/// Kills `retained > target` -> `>=` in `enforce_replay_budget`: when
+/// evicting lands exactly on 7/8 of the budget, eviction stops there. The
+/// budget is chosen from the frame sizes (learnt on a hub without a
+/// bound) so that it does.
+#[test]
+fn eviction_stops_exactly_at_seven_eighths_when_it_lands_there() {
+    let data = "z".repeat(300);
+    let with_budget = |budget: u64| {
+        Hub::new(
+            HubConfig {
+                epoch: 9,
+                replay_capacity: 1_000,
+                replay_max_total_bytes: budget as usize,
+                ..config()
+            },
+            Instant::now(),
+        )
+    };
+    let probe = with_budget(1 << 30);
+    let mut totals = vec![0u64];
+    for _ in 0..80 {
+        probe.publish("a", &Event::new(&*data)).unwrap();
+        totals.push(probe.retained_bytes());
+    }
+    // A budget under which the k-th publish is the first over it, and
+    // whose 7/8 is what k frames less their j oldest hold.
+    let (k, budget) = (20..totals.len())
+        .find_map(|k| {
+            (totals[k - 1]..totals[k]).find_map(|budget| {
+                let target = budget - budget / 8;
+                (0..k)
+                    .any(|j| totals[k] - totals[j] == target)
+                    .then_some((k, budget))
+            })
+        })
+        .expect("a budget that lands on a frame boundary");
+    let hub = with_budget(budget);
+    for _ in 0..k {
+        hub.publish("a", &Event::new(&*data)).unwrap();
+    }
+    assert!(hub.metrics().events_evicted > 0);
+    assert_eq!(hub.retained_bytes(), budget - budget / 8);
+    hub.check_invariants().unwrap();
+}
+
+/// Kills the `state.is_unused()` guard -> `false` in
+/// `enforce_replay_budget`: a topic whose last retained event the budget
+/// evicts, with no subscriber, is dropped (I5).
+#[test]
+fn a_topic_the_budget_empties_is_dropped() {
+    let data = "w".repeat(1_000);
+    let hub = Hub::new(
+        HubConfig {
+            replay_capacity: 1_000,
+            replay_max_total_bytes: 16 * 1_024,
+            ..config()
+        },
+        Instant::now(),
+    );
+    hub.publish("old", &Event::new(&*data)).unwrap();
+    let (_id, _stream) = connect(&hub, &["kept"], "p").unwrap();
+    assert!(hub.topic_presence("old", None).is_some());
+    while hub.metrics().events_evicted == 0 {
+        hub.publish("a", &Event::new(&*data)).unwrap();
+    }
+    assert!(
+        hub.topic_presence("old", None).is_none(),
+        "the emptied topic was kept"
+    );
+    assert!(hub.topic_presence("kept", None).is_some());
+    hub.check_invariants().unwrap();
+}

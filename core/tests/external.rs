@@ -29,6 +29,19 @@ fn body(hub: &Hub, data: &str) -> Bytes {
     hub.encode_body(&Event::new(data)).expect("encodable")
 }
 
+/// A body encoded by a hub whose event bound is 4 MiB.
+fn external_body(data: &str) -> Bytes {
+    let hub = Hub::new(
+        HubConfig {
+            sequencing: Sequencing::External,
+            max_event_bytes: 4 << 20,
+            ..HubConfig::default()
+        },
+        Instant::now(),
+    );
+    body(&hub, data)
+}
+
 fn frames(stream: &ClientStream) -> Vec<String> {
     let mut out = Vec::new();
     let _ = stream.drain(&mut out, usize::MAX);
@@ -358,6 +371,32 @@ fn supplied_history_that_breaks_its_promise_is_refused() {
         }),
         Err(HistoryError::InvalidBody { seq: 3, .. })
     ));
+    // A body exactly at the hub's event bound (with the longest id line
+    // the hub may add) is taken; one past it (the history's node may have
+    // a larger bound) is refused like a malformed one.
+    let limit = HubConfig::default().max_event_bytes;
+    let framing = body(&hub, "x").len() - 1;
+    let mut exact = history(&hub, "a", 0, 8, &[4]);
+    exact.events[0].1 = external_body(&"x".repeat(limit - 46 - framing));
+    let mut other = hub
+        .reserve(ReserveOptions::new().topic("a").last_event_id("77-2"))
+        .expect("reserve");
+    assert!(other
+        .supply_history(History {
+            epoch: EPOCH,
+            topics: vec![exact]
+        })
+        .is_ok());
+    drop(other);
+    let mut large = history(&hub, "a", 0, 8, &[4]);
+    large.events[0].1 = external_body(&"x".repeat(2 << 20));
+    assert!(matches!(
+        reservation.supply_history(History {
+            epoch: EPOCH,
+            topics: vec![large]
+        }),
+        Err(HistoryError::InvalidBody { seq: 4, .. })
+    ));
     let stream = reservation.stream();
     reservation.activate().expect("activate");
     assert!(
@@ -584,4 +623,40 @@ fn a_new_epoch_restarts_every_ring_at_its_top() {
     // inside that span is a reset, not a replay that skips 3 and 4.
     let got = frames(&connect(&hub, &["t"], Some("78-2"), None));
     assert_eq!(got, ["id: 78-5\nevent: reset\ndata\n\n"]);
+}
+
+/// The size bound of `apply` counts the body and the longest `id:` line
+/// the hub may add (46 bytes: `id: ` + two 20-digit numbers + `-` + LF),
+/// and a frame exactly at the bound is taken.
+#[test]
+fn apply_takes_a_frame_exactly_at_the_size_bound_and_refuses_one_byte_more() {
+    const LIMIT: usize = 1000;
+    const ID_LINE_MAX: usize = 4 + 20 + 1 + 20 + 1;
+    let hub = Hub::new(
+        HubConfig {
+            sequencing: Sequencing::External,
+            max_event_bytes: LIMIT,
+            ..HubConfig::default()
+        },
+        Instant::now(),
+    );
+    hub.begin_epoch(EPOCH, 0);
+    let stream = connect(&hub, &["t"], None, None);
+    let framing = body(&hub, "x").len() - 1;
+    let fits = body(&hub, &"x".repeat(LIMIT - ID_LINE_MAX - framing));
+    assert_eq!(fits.len() + ID_LINE_MAX, LIMIT);
+    // Encoded by a hub with a larger bound: this one refuses it.
+    let over = external_body(&"x".repeat(LIMIT - ID_LINE_MAX - framing + 1));
+    assert_eq!(
+        hub.apply("t", EventId::new(EPOCH, 1), &over),
+        Err(ApplyError::TooLarge {
+            size: LIMIT + 1,
+            limit: LIMIT
+        })
+    );
+    assert!(matches!(
+        hub.apply("t", EventId::new(EPOCH, 1), &fits),
+        Ok(Applied::Delivered(_))
+    ));
+    assert_eq!(ids(&frames(&stream)), [format!("{EPOCH}-1")]);
 }

@@ -350,3 +350,22 @@ fn a_client_page_exactly_full_ends_the_list() {
     assert_eq!(list.ids, expected);
     assert_eq!(list.next, None, "nothing after a page that holds them all");
 }
+
+/// Kills `rows.len() > limit + 1` -> `limit - 1` in `topics_snapshot`
+/// (`select_nth_unstable` past the end panics): a page that holds every
+/// topic exactly is the last.
+#[test]
+fn a_topic_page_exactly_full_ends_the_list() {
+    let hub = Hub::new(config(), Instant::now());
+    let _clients: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|t| connect(&hub, &[t]))
+        .collect();
+    for sort in [TopicSort::Name, TopicSort::Subscribers] {
+        let list = hub.topics_snapshot(&TopicPage::new(sort).limit(3));
+        let mut names: Vec<&str> = list.topics.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(list.next, None, "nothing after a page that holds them all");
+    }
+}

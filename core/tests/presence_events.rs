@@ -465,3 +465,25 @@ fn activate_close_and_other_joins_race_without_a_leave_before_a_join() {
 fn coalesced_summaries_under_a_racing_churn_keep_the_view_exact() {
     race(2, 2000);
 }
+
+/// Kills `patterns.is_empty() || shut_down` -> `&&` in `presence_change`:
+/// once the hub is shut down, the clients it closes announce nothing to
+/// each other: every client's stream ends with the shutdown frame.
+#[test]
+fn a_shutdown_announces_no_leaves() {
+    let hub = Hub::new(config(&["rooms/*"], 10), Instant::now());
+    let (_a, sa) = connect(&hub, on(&["rooms/x"]));
+    let (_b, sb) = connect(&hub, on(&["rooms/x"]));
+    let (_c, sc) = connect(&hub, on(&["rooms/x"]));
+    for stream in [&sa, &sb, &sc] {
+        let _ = events(stream);
+    }
+    hub.shutdown(Some(&Event::new("bye").with_event("shutdown")))
+        .unwrap();
+    for stream in [&sa, &sb, &sc] {
+        let got = events(stream);
+        let names: Vec<&str> = got.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["shutdown"], "{got:?}");
+    }
+    hub.check_invariants().unwrap();
+}

@@ -30,12 +30,13 @@
 
 use super::frames::{check_direct_frame, ID_FIELD_MAX};
 use super::slots::SlotState;
-use super::{Hub, PublishReport};
+use super::{Hub, PublishReport, Shared};
 use crate::config::Sequencing;
 use crate::error::ApplyError;
 use crate::sync::{Arc, Ordering, SharedStr};
-use crate::topics::{validate_topic, Topic};
+use crate::topics::{validate_topic, Topic, TopicState};
 use crate::EventId;
+use bytes::Bytes;
 use std::collections::HashSet;
 
 /// What [`Hub::apply`] did with an event.
@@ -197,18 +198,8 @@ impl Hub {
                 if state.dead {
                     continue;
                 }
-                state.ring.mark_lost(through);
-                let now = self.push_time();
                 let reset = self.reset_frame(through);
-                let pushed = state
-                    .subs
-                    .iter()
-                    .filter(|sub| {
-                        sub.queue
-                            .force_push(reset.clone(), now, &shared.metrics)
-                            .is_queued()
-                    })
-                    .count();
+                let pushed = lose_events(&mut state, through, &reset, self.push_time(), shared);
                 shared.metrics.replay_resets.add(pushed as u64);
                 return pushed;
             }
@@ -248,17 +239,7 @@ impl Hub {
             if caught.contains(&*topic.name) {
                 continue;
             }
-            let mut state = topic.state.lock();
-            state.ring.mark_lost(through);
-            pushed += state
-                .subs
-                .iter()
-                .filter(|sub| {
-                    sub.queue
-                        .force_push(reset.clone(), now, &shared.metrics)
-                        .is_queued()
-                })
-                .count();
+            pushed += lose_events(&mut topic.state.lock(), through, &reset, now, shared);
         }
         shared.metrics.replay_resets.add(pushed as u64);
         pushed
@@ -284,4 +265,26 @@ impl Hub {
             seq.store(through, Ordering::Release);
         }
     }
+}
+
+/// Marks `state`'s events up to `through` as lost (a resume from before
+/// them gets a reset) and pushes `reset` to its live subscribers (X3), in
+/// one critical section of the topic's lock. Returns how many took it.
+fn lose_events(
+    state: &mut TopicState,
+    through: u64,
+    reset: &Bytes,
+    now: u64,
+    shared: &Shared,
+) -> usize {
+    state.ring.mark_lost(through);
+    state
+        .subs
+        .iter()
+        .filter(|sub| {
+            sub.queue
+                .force_push(reset.clone(), now, &shared.metrics)
+                .is_queued()
+        })
+        .count()
 }

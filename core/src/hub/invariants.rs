@@ -367,6 +367,31 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_presence_summary_no_tick_will_flush_breaks_pr2() {
+        let hub = Hub::new(
+            HubConfig {
+                presence: crate::PresenceConfig {
+                    patterns: vec!["rooms/*".to_owned()],
+                    burst: 0,
+                    ..crate::PresenceConfig::default()
+                },
+                ..HubConfig::default()
+            },
+            Instant::now(),
+        );
+        // With no burst, the first join is coalesced into a summary due at
+        // the window's end.
+        let _client = hub
+            .reserve(ReserveOptions::new().topic("rooms/a"))
+            .unwrap()
+            .activate()
+            .unwrap();
+        hub.check_invariants().unwrap();
+        hub.shared.presence.due.lock().clear();
+        assert_eq!(violated(&hub), "PR2");
+    }
+
+    #[test]
     fn a_retained_total_that_disagrees_with_the_rings_breaks_h1() {
         let f = fixture();
         f.hub.shared.retained_bytes.add(1);

@@ -501,7 +501,7 @@ impl Hub {
 /// another lock is taken.
 pub(super) struct PresenceDue {
     /// `(due instant, topic name)` of every topic with a pending summary.
-    due: Mutex<BTreeSet<(u64, SharedStr)>>,
+    pub(super) due: Mutex<BTreeSet<(u64, SharedStr)>>,
     /// Clients whose queue a presence push overflowed (and closed); the
     /// registry's close follows at the next tick.
     slow: Mutex<Vec<ClientId>>,

@@ -23,7 +23,7 @@
 #   verification/mutants.sh hub -f core/src/topics.rs   # extra cargo-mutants args
 #
 # Environment: PROPTEST_CASES (default 64), MUTANTS_JOBS (default 2),
-# MUTANTS_TIMEOUT seconds per test run (default 30), MUTANTS_OUT (default
+# MUTANTS_TIMEOUT seconds per test run (default 60), MUTANTS_OUT (default
 # target/mutants). Results: $MUTANTS_OUT/<batch>/mutants.out/{caught,missed,
 # timeout,unviable}.txt, and a per-file summary at the end.
 set -euo pipefail
@@ -82,7 +82,7 @@ run_batch() {
         --package ssehub-core \
         --baseline skip \
         --jobs "${MUTANTS_JOBS:-2}" \
-        --timeout "${MUTANTS_TIMEOUT:-30}" \
+        --timeout "${MUTANTS_TIMEOUT:-60}" \
         --build-timeout 600 \
         --output "$out/$batch" \
         "${files[@]}" \

@@ -177,22 +177,3 @@ fn apply_and_history_errors() {
         "history of \"t\" is complete after a point past its end"
     );
 }
-
-#[test]
-fn presence_query_errors() {
-    use ssehub_core::{ParseCursorError, ParseSortError, TopicCursor, TopicSort};
-    assert_eq!(
-        text(&ParseSortError),
-        "sort must be `subscribers` or `name`"
-    );
-    assert_eq!("size".parse::<TopicSort>(), Err(ParseSortError));
-    for (cursor, message) in [
-        ("12", "cursor must be <subscribers>-<hex name>"),
-        ("x-61", "cursor's subscriber count is not a decimal number"),
-        ("1-6G", "cursor's name is not lowercase hex"),
-        ("1-0a", "cursor's name is not a valid topic name"),
-    ] {
-        let error: ParseCursorError = cursor.parse::<TopicCursor>().unwrap_err();
-        assert_eq!(text(&error), message, "{cursor}");
-    }
-}

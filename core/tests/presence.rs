@@ -369,3 +369,23 @@ fn a_topic_page_exactly_full_ends_the_list() {
         assert_eq!(list.next, None, "nothing after a page that holds them all");
     }
 }
+
+/// The texts of the query errors, which reach operators in HTTP answers.
+#[test]
+fn presence_query_errors_say_what_is_wrong() {
+    use ssehub_core::{ParseCursorError, ParseSortError, TopicCursor, TopicSort};
+    assert_eq!(
+        ParseSortError.to_string(),
+        "sort must be `subscribers` or `name`"
+    );
+    assert_eq!("size".parse::<TopicSort>(), Err(ParseSortError));
+    for (cursor, message) in [
+        ("12", "cursor must be <subscribers>-<hex name>"),
+        ("x-61", "cursor's subscriber count is not a decimal number"),
+        ("1-6G", "cursor's name is not lowercase hex"),
+        ("1-0a", "cursor's name is not a valid topic name"),
+    ] {
+        let error: ParseCursorError = cursor.parse::<TopicCursor>().unwrap_err();
+        assert_eq!(error.to_string(), message, "{cursor}");
+    }
+}

@@ -278,3 +278,42 @@ fn a_thread_blocked_in_recv_wakes_for_a_frame() {
     );
     reader.join().unwrap();
 }
+
+/// Kills `state.blocked > 0` -> `== 0` / `< 0` in `Queue::close`: a thread
+/// blocked in `recv_blocking` when the hub closes its client (a kick)
+/// wakes, drains what is left and sees the close.
+#[test]
+fn a_thread_blocked_in_recv_wakes_when_its_client_is_closed() {
+    let hub = hub(100, 1 << 20);
+    let (id, stream) = client(&hub);
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let me = std::fs::read_link("/proc/thread-self").unwrap();
+        let tid = me.file_name().unwrap().to_string_lossy().into_owned();
+        tid_tx.send(tid).unwrap();
+        let mut out = Vec::new();
+        let mut drains = Vec::new();
+        loop {
+            let drain = stream.recv_blocking(&mut out, 64);
+            drains.push(drain);
+            if let Drain::Closed(_) = drain {
+                break;
+            }
+        }
+        done_tx.send(drains).unwrap();
+    });
+    let tid = tid_rx.recv().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while thread_state(&tid) != Some('S') {
+        assert!(Instant::now() < deadline, "the reader never blocked");
+        std::thread::yield_now();
+    }
+    assert_eq!(done_rx.try_recv(), Err(mpsc::TryRecvError::Empty));
+    let _ = hub.close(id, CloseReason::Kicked);
+    let drains = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the blocked reader was not woken by the close");
+    assert_eq!(drains.last(), Some(&Drain::Closed(CloseReason::Kicked)));
+    reader.join().unwrap();
+}

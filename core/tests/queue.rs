@@ -219,28 +219,40 @@ fn thread_state(tid: &str) -> Option<char> {
     after_name.trim_start().chars().next()
 }
 
-#[test]
-fn a_thread_blocked_in_recv_wakes_when_an_overflow_closes_the_queue() {
-    // Any frame overflows this queue, even into an empty queue.
-    let hub = hub(100, FRAME.len() - 1);
-    let (id, stream) = client(&hub);
+/// Runs `read` on `stream` in a new thread and returns once that thread is
+/// asleep (blocked in `recv_blocking`: it has nothing else to sleep on),
+/// with the receiver of what `read` returns.
+fn blocked_reader<T: Send + 'static>(
+    stream: ClientStream,
+    read: impl FnOnce(&ClientStream) -> T + Send + 'static,
+) -> (mpsc::Receiver<T>, std::thread::JoinHandle<()>) {
     let (tid_tx, tid_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
         let me = std::fs::read_link("/proc/thread-self").unwrap();
         let tid = me.file_name().unwrap().to_string_lossy().into_owned();
         tid_tx.send(tid).unwrap();
-        let mut out = Vec::new();
-        let drain = stream.recv_blocking(&mut out, 64);
-        done_tx.send((drain, out.len())).unwrap();
+        done_tx.send(read(&stream)).unwrap();
     });
     let tid = tid_rx.recv().unwrap();
-    // Parked in `recv_blocking`: the thread has nothing else to sleep on.
     let deadline = Instant::now() + Duration::from_secs(10);
     while thread_state(&tid) != Some('S') {
         assert!(Instant::now() < deadline, "the reader never blocked");
         std::thread::yield_now();
     }
+    (done_rx, reader)
+}
+
+#[test]
+fn a_thread_blocked_in_recv_wakes_when_an_overflow_closes_the_queue() {
+    // Any frame overflows this queue, even into an empty queue.
+    let hub = hub(100, FRAME.len() - 1);
+    let (id, stream) = client(&hub);
+    let (done_rx, reader) = blocked_reader(stream, |stream| {
+        let mut out = Vec::new();
+        let drain = stream.recv_blocking(&mut out, 64);
+        (drain, out.len())
+    });
     assert_eq!(done_rx.try_recv(), Err(mpsc::TryRecvError::Empty));
     assert_eq!(send(&hub, id), Err(SendError::SlowConsumer));
     assert_eq!(
@@ -255,22 +267,11 @@ fn a_thread_blocked_in_recv_wakes_when_an_overflow_closes_the_queue() {
 fn a_thread_blocked_in_recv_wakes_for_a_frame() {
     let hub = hub(100, 1 << 20);
     let (id, stream) = client(&hub);
-    let (tid_tx, tid_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let me = std::fs::read_link("/proc/thread-self").unwrap();
-        let tid = me.file_name().unwrap().to_string_lossy().into_owned();
-        tid_tx.send(tid).unwrap();
+    let (done_rx, reader) = blocked_reader(stream, |stream| {
         let mut out = Vec::new();
         let drain = stream.recv_blocking(&mut out, 64);
-        done_tx.send((drain, out.len())).unwrap();
+        (drain, out.len())
     });
-    let tid = tid_rx.recv().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while thread_state(&tid) != Some('S') {
-        assert!(Instant::now() < deadline, "the reader never blocked");
-        std::thread::yield_now();
-    }
     assert_eq!(send(&hub, id), Ok(()));
     assert_eq!(
         done_rx.recv_timeout(Duration::from_secs(10)),
@@ -286,29 +287,17 @@ fn a_thread_blocked_in_recv_wakes_for_a_frame() {
 fn a_thread_blocked_in_recv_wakes_when_its_client_is_closed() {
     let hub = hub(100, 1 << 20);
     let (id, stream) = client(&hub);
-    let (tid_tx, tid_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let me = std::fs::read_link("/proc/thread-self").unwrap();
-        let tid = me.file_name().unwrap().to_string_lossy().into_owned();
-        tid_tx.send(tid).unwrap();
+    let (done_rx, reader) = blocked_reader(stream, |stream| {
         let mut out = Vec::new();
         let mut drains = Vec::new();
         loop {
             let drain = stream.recv_blocking(&mut out, 64);
             drains.push(drain);
             if let Drain::Closed(_) = drain {
-                break;
+                return drains;
             }
         }
-        done_tx.send(drains).unwrap();
     });
-    let tid = tid_rx.recv().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while thread_state(&tid) != Some('S') {
-        assert!(Instant::now() < deadline, "the reader never blocked");
-        std::thread::yield_now();
-    }
     assert_eq!(done_rx.try_recv(), Err(mpsc::TryRecvError::Empty));
     let _ = hub.close(id, CloseReason::Kicked);
     let drains = done_rx

@@ -188,6 +188,36 @@ async fn a_flushed_redis_starts_a_new_epoch_and_clients_get_a_reset() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_that_finds_redis_in_a_new_epoch_first_is_reset_once() {
+    let redis = RedisServer::start();
+    let a = node(&redis.url(), "a").await;
+    let b = node(&redis.url(), "b").await;
+    let mut keeper = Client::open(b.local_addr(), &["x"]).await;
+    let old = publish_ok(a.local_addr(), "x", "1").await;
+    keeper.read(1).await;
+    redis.cmd(&["FLUSHALL"]).await;
+    // Nothing has told b of the flush (no publish since; its probe runs
+    // every 500 ms): the resume's own history read is what finds the new
+    // epoch (the script creates it). Without the resume having b look at
+    // once and waiting for it, the stream got the reset of its old id and
+    // then b's epoch change as a second one.
+    let mut late = Client::open(b.local_addr(), &["x"]).await;
+    late.last_id = Some(old.clone());
+    late.reconnect(b.local_addr()).await;
+    let third = publish_ok(a.local_addr(), "x", "3").await;
+    late.read_until("3").await;
+    assert_eq!(datas(&late.seen), ["reset", "3"]);
+    let epoch = |id: &str| id.split_once('-').expect("epoch-seq").0.to_owned();
+    let Seen::Reset(reset) = &late.seen[0] else {
+        unreachable!()
+    };
+    assert_eq!(epoch(reset), epoch(&third), "the reset is in the new epoch");
+    assert_ne!(epoch(&third), epoch(&old));
+    keeper.read_until("3").await;
+    assert_eq!(datas(&keeper.seen), ["1", "reset", "3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_empty_degrades_then_resets() {
     let mut redis = RedisServer::start();
     let a = node(&redis.url(), "a").await;

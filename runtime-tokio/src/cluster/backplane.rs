@@ -9,6 +9,7 @@ use super::{BackplaneError, ClusterConfig, Keys};
 use ssehub_core::codec::Event;
 use ssehub_core::{EventId, History, Hub, PublishError, TopicHistory};
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,31 +52,54 @@ pub(crate) struct Shared {
     /// Notified whenever the hub's position moves (events applied, a
     /// catch-up or a new epoch): resumes wait on it for a lagging node.
     pub(crate) advanced: tokio::sync::Notify,
+    /// Asks the follower to probe now: a resume saw Redis in an epoch the
+    /// node has not begun. A permit is kept if the follower is busy.
+    pub(crate) probe_now: tokio::sync::Notify,
+    /// Set while the follower catches up (CATCH-UP), cleared, with
+    /// `advanced` notified, when it ends, however it ends.
+    pub(crate) catching_up: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
     /// Waits until the hub's position reaches `seq` of `epoch`, at most
     /// `within`; whether it did.
     async fn reach(&self, epoch: u64, seq: u64, within: std::time::Duration) -> bool {
-        let reached = || {
-            let position = self.hub.last_event_id();
-            position.epoch() != epoch || position.seq() >= seq
+        let reached = |position: EventId| position.epoch() == epoch && position.seq() >= seq;
+        // A position in another epoch will not move to `seq` of this one.
+        self.wait_for(within, |position| {
+            position.epoch() != epoch || reached(position)
+        })
+        .await;
+        reached(self.hub.last_event_id())
+    }
+
+    /// Has the follower probe now, then waits until the hub has begun
+    /// `epoch` and ended the catch-up that began it, at most `within`;
+    /// whether it has.
+    async fn reach_epoch(&self, epoch: u64, within: std::time::Duration) -> bool {
+        let done = |position: EventId| {
+            position.epoch() == epoch && !self.catching_up.load(Ordering::SeqCst)
         };
+        self.probe_now.notify_one();
+        self.wait_for(within, done).await;
+        done(self.hub.last_event_id())
+    }
+
+    /// Waits, at most `within`, until `done` holds of the hub's position,
+    /// checked again each time `advanced` is notified.
+    async fn wait_for(&self, within: std::time::Duration, done: impl Fn(EventId) -> bool) {
         let wait = async {
             loop {
                 let advanced = self.advanced.notified();
                 tokio::pin!(advanced);
                 advanced.as_mut().enable();
-                if reached() {
+                if done(self.hub.last_event_id()) {
                     return;
                 }
                 advanced.await;
             }
         };
-        tokio::time::timeout(within, wait).await.is_ok() && {
-            let position = self.hub.last_event_id();
-            position.epoch() == epoch && position.seq() >= seq
-        }
+        let _ = tokio::time::timeout(within, wait).await;
     }
 }
 
@@ -149,6 +173,8 @@ impl Backplane {
             config,
             counters: Counters::default(),
             advanced: tokio::sync::Notify::new(),
+            probe_now: tokio::sync::Notify::new(),
+            catching_up: std::sync::atomic::AtomicBool::new(false),
         });
         let (stop, stopped) = watch::channel(false);
         let presence = tokio::spawn(super::presence::run(Arc::clone(&shared), stopped.clone()));
@@ -322,6 +348,23 @@ impl Backplane {
                 after = %after,
                 position = %self.shared.hub.last_event_id(),
                 "cluster: this node lags the client's id; the resume gets a reset"
+            );
+        }
+        // Redis is in an epoch this node has not begun (a flush or a
+        // restart that no message has shown it yet). Resumed now, the
+        // client would get the reset of its old id, then a second one when
+        // the node's own epoch change reaches its stream. Have the node
+        // look now, and wait for it, briefly, as for a lagging position.
+        if cut.epoch != self.shared.hub.epoch()
+            && !self
+                .shared
+                .reach_epoch(cut.epoch, self.shared.config.command_timeout)
+                .await
+        {
+            tracing::warn!(
+                redis_epoch = cut.epoch,
+                position = %self.shared.hub.last_event_id(),
+                "cluster: this node has not begun Redis's epoch; the resume may be reset twice"
             );
         }
         let topics = cut

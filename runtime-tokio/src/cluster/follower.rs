@@ -28,7 +28,11 @@
 //!   probe script publishes the top seq on the node's own channel, behind
 //!   every event already published. Seen back with a top above the
 //!   position: a gap (the tail was missed). Not seen within
-//!   `probe_timeout`: the subscription is dead, restart it.
+//!   `probe_timeout`: the subscription is dead, restart it. A resume that
+//!   finds Redis in an epoch the node has not begun asks for a probe at
+//!   once (`probe_now`) and waits, bounded, until the catch-up that begins
+//!   the epoch has ended (`catching_up` cleared): its client is reset once,
+//!   not once by its old id and again by the node's epoch change.
 
 use super::backplane::Shared;
 use super::metrics::{bump, LinkState};
@@ -38,9 +42,13 @@ use super::BackplaneError;
 use futures_core::Stream;
 use ssehub_core::{Applied, ApplyError, EventId};
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// No message within the wait, or a request to probe now.
+struct Quiet;
 
 /// How a session ended.
 enum Ended {
@@ -113,7 +121,9 @@ async fn session(
         };
         let next = tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return Ended::Stopped,
-            next = tokio::time::timeout(wait, std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx))) => next,
+            // A resume saw Redis in another epoch: probe now, as if quiet.
+            () = shared.probe_now.notified(), if !probing => Err(Quiet),
+            next = tokio::time::timeout(wait, std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx))) => next.map_err(|_| Quiet),
         };
         match next {
             Ok(None) => return Ended::Lost("subscription closed".to_owned()),
@@ -128,11 +138,11 @@ async fn session(
                     return Ended::Lost(format!("catch-up: {error}"));
                 }
             }
-            Err(_) if probing => {
+            Err(Quiet) if probing => {
                 bump(&shared.counters.probe_timeouts);
                 return Ended::Lost("probe not seen back".to_owned());
             }
-            Err(_) => {
+            Err(Quiet) => {
                 bump(&shared.counters.probes);
                 if let Err(error) = shared.store.probe(&probe).await {
                     return Ended::Lost(format!("probe: {error}"));
@@ -225,6 +235,17 @@ fn apply(shared: &Shared, topic: &str, id: EventId, body: &[u8]) {
     }
 }
 
+/// Clears `catching_up` when a catch-up ends, by any path, and tells the
+/// resumes waiting on it.
+struct CatchingUp<'a>(&'a Shared);
+
+impl Drop for CatchingUp<'_> {
+    fn drop(&mut self) {
+        self.0.catching_up.store(false, Ordering::SeqCst);
+        self.0.advanced.notify_waiters();
+    }
+}
+
 /// One step of a catch-up, in seq order.
 enum Step {
     Apply(String, bytes::Bytes),
@@ -234,6 +255,8 @@ enum Step {
 /// CATCH-UP: reads the cut after the hub's position for every topic the
 /// hub has and applies it; or moves the hub to a new epoch.
 async fn catch_up(shared: &Shared) -> Result<(), BackplaneError> {
+    shared.catching_up.store(true, Ordering::SeqCst);
+    let _ended = CatchingUp(shared);
     let hub = &shared.hub;
     let mut position = hub.last_event_id();
     let mut topics = hub.topic_names();

@@ -7,7 +7,7 @@
 mod common;
 
 use common::cluster::{
-    datas, link, node, position, publish_ok, seq_of, wait_applied, wait_up, Client, Seen,
+    datas, epoch_of, link, node, position, publish_ok, seq_of, wait_applied, wait_up, Client, Seen,
 };
 use common::proxy::Proxy;
 use common::redis_server::RedisServer;
@@ -100,7 +100,7 @@ async fn a_lost_message_is_found_by_the_gap_or_by_the_probe() {
     let mut client = Client::open(a.local_addr(), &["x"]).await;
     let first = publish_ok(a.local_addr(), "x", "1").await;
     client.read(1).await;
-    let epoch = first.split_once('-').unwrap().0.to_owned();
+    let epoch = epoch_of(&first).to_owned();
     let lose = |data: &'static str| {
         let redis = &redis;
         let epoch = epoch.clone();
@@ -148,10 +148,7 @@ async fn a_flushed_redis_starts_a_new_epoch_and_clients_get_a_reset() {
     keeper.read(1).await;
     redis.cmd(&["FLUSHALL"]).await;
     let new = publish_ok(b.local_addr(), "x", "2").await;
-    assert_ne!(
-        new.split_once('-').unwrap().0,
-        old.split_once('-').unwrap().0
-    );
+    assert_ne!(epoch_of(&new), epoch_of(&old));
     let seen = client.read_until("2").await;
     assert!(matches!(seen[0], Seen::Reset(_)), "{seen:?}");
     assert_eq!(datas(&client.seen), ["1", "reset", "2"]);
@@ -173,8 +170,11 @@ async fn a_flushed_redis_starts_a_new_epoch_and_clients_get_a_reset() {
     let Seen::Reset(reset) = &late.seen[0] else {
         panic!("no reset first: {:?}", late.seen)
     };
-    let epoch = |id: &str| id.split_once('-').expect("epoch-seq").0.to_owned();
-    assert_eq!(epoch(reset), epoch(&new), "the reset is in the new epoch");
+    assert_eq!(
+        epoch_of(reset),
+        epoch_of(&new),
+        "the reset is in the new epoch"
+    );
     let mut want = vec!["reset"];
     want.extend(
         [(&new, "2"), (&third, "3")]
@@ -207,12 +207,15 @@ async fn a_resume_that_finds_redis_in_a_new_epoch_first_is_reset_once() {
     let third = publish_ok(a.local_addr(), "x", "3").await;
     late.read_until("3").await;
     assert_eq!(datas(&late.seen), ["reset", "3"]);
-    let epoch = |id: &str| id.split_once('-').expect("epoch-seq").0.to_owned();
     let Seen::Reset(reset) = &late.seen[0] else {
-        unreachable!()
+        unreachable!("datas said reset first")
     };
-    assert_eq!(epoch(reset), epoch(&third), "the reset is in the new epoch");
-    assert_ne!(epoch(&third), epoch(&old));
+    assert_eq!(
+        epoch_of(reset),
+        epoch_of(&third),
+        "the reset is in the new epoch"
+    );
+    assert_ne!(epoch_of(&third), epoch_of(&old));
     keeper.read_until("3").await;
     assert_eq!(datas(&keeper.seen), ["1", "reset", "3"]);
 }

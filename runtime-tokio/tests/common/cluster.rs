@@ -62,6 +62,11 @@ pub async fn publish_ok(addr: SocketAddr, topic: &str, data: &str) -> String {
     json["id"].as_str().expect("id").to_owned()
 }
 
+/// The epoch of an id `<epoch>-<seq>`.
+pub fn epoch_of(id: &str) -> &str {
+    id.split_once('-').expect("epoch-seq").0
+}
+
 /// The seq of an id `<epoch>-<seq>`.
 pub fn seq_of(id: &str) -> u64 {
     id.split_once('-')

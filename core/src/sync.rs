@@ -123,6 +123,45 @@ pub use imp::{
     Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, RwLock,
 };
 
+/// This thread's home number: handed out from 0 in the order threads first
+/// ask for one, then fixed for the thread's life. The hub picks a new
+/// client's registry shard from it, so a thread keeps reserving in the same
+/// shard (its cache lines stay on its core) and two threads tend to use
+/// different ones. Under loom the counter and the thread-local are loom's,
+/// reset for every explored execution, so the choice is part of the model.
+#[cfg(not(ssehub_loom))]
+pub(crate) fn thread_home() -> usize {
+    use std::cell::Cell;
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local!(static HOME: Cell<Option<usize>> = const { Cell::new(None) });
+    HOME.with(|home| {
+        home.get().unwrap_or_else(|| {
+            let next = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            home.set(Some(next));
+            next
+        })
+    })
+}
+
+/// See the non-loom twin.
+#[cfg(ssehub_loom)]
+pub(crate) fn thread_home() -> usize {
+    use std::cell::Cell;
+    loom::lazy_static! {
+        static ref NEXT: loom::sync::atomic::AtomicUsize = loom::sync::atomic::AtomicUsize::new(0);
+    }
+    loom::thread_local! {
+        static HOME: Cell<Option<usize>> = Cell::new(None);
+    }
+    HOME.with(|home| {
+        home.get().unwrap_or_else(|| {
+            let next = NEXT.fetch_add(1, loom::sync::atomic::Ordering::Relaxed);
+            home.set(Some(next));
+            next
+        })
+    })
+}
+
 /// A statistics cell that loom never models.
 ///
 /// Counters, gauges and the hub's advisory clock only ever record facts;
@@ -146,6 +185,19 @@ impl Counter {
     /// Subtracts `n` (which an earlier `add` must cover).
     pub fn sub(&self, n: u64) {
         self.0.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Adds one if the value is below `limit`; `false` (and no change) if
+    /// it is not. One atomic read-modify-write: two callers never both
+    /// take the last unit.
+    pub fn increment_below(&self, limit: u64) -> bool {
+        self.0
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| (n < limit).then_some(n + 1),
+            )
+            .is_ok()
     }
 
     /// Raises the value to `n` if it is lower.

@@ -59,8 +59,9 @@ fn subscribe_racing_close_leaves_no_index_entry() {
     seen.assert_exactly(&["closed, then refused", "subscribed, then closed"]);
 }
 
-/// Model 4 (ABA). Thread A closes client X and at once reserves and
-/// activates client Y, which reuses X's slot. Thread B, holding X's now
+/// Model 4 (ABA). Thread A (the main thread, which reserved X) closes
+/// client X and at once reserves and activates client Y, which reuses X's
+/// slot (same thread, so same registry shard). Thread B, holding X's now
 /// stale id, sends to it and publishes to the topic both subscribe to.
 ///
 /// The stale id never reaches Y (I4): Y's stream holds at most the
@@ -77,16 +78,6 @@ fn stale_id_publish_and_send_never_reach_the_slot_reuser() {
         let x_stream = reservation.stream();
         let x = reservation.activate().unwrap();
 
-        let reuser = {
-            let hub = hub.clone();
-            thread::spawn(move || {
-                assert_eq!(hub.close(x, CloseReason::ClientGone), CloseOutcome::Closed);
-                let reservation = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
-                let y_stream = reservation.stream();
-                let y = reservation.activate().unwrap();
-                (y, y_stream)
-            })
-        };
         let stale = {
             let hub = hub.clone();
             thread::spawn(move || {
@@ -95,7 +86,12 @@ fn stale_id_publish_and_send_never_reach_the_slot_reuser() {
                 (sent, published)
             })
         };
-        let (y, y_stream) = reuser.join().unwrap();
+        // Thread A is the main thread: it reserved X, so Y goes to the same
+        // registry shard and reuses X's slot.
+        assert_eq!(hub.close(x, CloseReason::ClientGone), CloseOutcome::Closed);
+        let reservation = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+        let y_stream = reservation.stream();
+        let y = reservation.activate().unwrap();
         let (sent, published) = stale.join().unwrap();
 
         assert_eq!(y.index(), x.index(), "the model must reuse X's slot");
@@ -206,4 +202,101 @@ fn publish_racing_replaying_activate_neither_drops_nor_duplicates() {
         assert_settled(&hub, 1);
     });
     seen.assert_exactly(&["live", "replayed"]);
+}
+
+/// Model 18 (S2, shards). Client X, reserved by the main thread, is the
+/// one subscriber of `t`, with nothing retained (capacity 0). Thread A
+/// reserves and activates Y on `t`; A is another thread, so Y lives in
+/// another registry shard than X (the model asserts it). Thread B closes X,
+/// which leaves `t` unused and drops it, under X's shard only, while Y's
+/// activation, under Y's shard, may already have found `t`.
+///
+/// Whatever the order, Y ends up indexed under a live `t` in the map (I2):
+/// an activation that finds its topic dead once it holds the topic's lock
+/// looks it up again (and creates it). A publish then reaches Y and only Y.
+/// Without the recheck, Y would be subscribed to a topic no publish finds.
+#[test]
+fn an_activation_racing_the_drop_of_its_topic_on_another_shard_lands_on_a_live_topic() {
+    run_model("activate_vs_drop_on_another_shard", move || {
+        let hub = Hub::new(quiet_config(), Instant::now());
+        let reservation = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+        let x_stream = reservation.stream();
+        let x = reservation.activate().unwrap();
+
+        let joiner = {
+            let hub = hub.clone();
+            thread::spawn(move || {
+                let reservation = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+                let y_stream = reservation.stream();
+                let y = reservation.activate().unwrap();
+                (y, y_stream)
+            })
+        };
+        let closer = {
+            let hub = hub.clone();
+            thread::spawn(move || hub.close(x, CloseReason::ClientGone))
+        };
+        let (y, y_stream) = joiner.join().unwrap();
+        assert_eq!(closer.join().unwrap(), CloseOutcome::Closed);
+        assert_ne!(
+            y.index() % 2,
+            x.index() % 2,
+            "the model must put X and Y in different shards"
+        );
+
+        if let Err(violation) = hub.check_invariants() {
+            panic!("{violation}");
+        }
+        assert_eq!(hub.subscriber_count("t"), 1, "I2: Y is indexed under t");
+        let report = hub.publish("t", &Event::new("news")).unwrap();
+        assert_eq!(report.delivered, 1, "I2: the publish finds Y");
+        let (y_frames, _) = drain_all(&y_stream);
+        assert_eq!(y_frames.len(), 1, "Y gets the publish: {y_frames:?}");
+        let (x_frames, x_end) = drain_all(&x_stream);
+        assert!(x_frames.is_empty(), "X was closed first: {x_frames:?}");
+        assert_eq!(x_end, Drain::Closed(CloseReason::ClientGone));
+        assert_eq!(hub.close(y, CloseReason::ClientGone), CloseOutcome::Closed);
+        assert_settled(&hub, 0);
+    });
+}
+
+/// Model 19 (S2, shards). As model 18, with an active Y (on no topic)
+/// subscribing to `t` instead of activating on it: a subscribe that finds
+/// its topic dead once it holds the topic's lock looks it up again.
+#[test]
+fn a_subscribe_racing_the_drop_of_its_topic_on_another_shard_lands_on_a_live_topic() {
+    run_model("subscribe_vs_drop_on_another_shard", move || {
+        let hub = Hub::new(quiet_config(), Instant::now());
+        let reservation = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+        drop(reservation.stream());
+        let x = reservation.activate().unwrap();
+
+        let joiner = {
+            let hub = hub.clone();
+            thread::spawn(move || {
+                let reservation = hub.reserve(ReserveOptions::new()).unwrap();
+                let y_stream = reservation.stream();
+                let y = reservation.activate().unwrap();
+                assert_eq!(hub.subscribe(y, "t"), Ok(true));
+                (y, y_stream)
+            })
+        };
+        let closer = {
+            let hub = hub.clone();
+            thread::spawn(move || hub.close(x, CloseReason::ClientGone))
+        };
+        let (y, y_stream) = joiner.join().unwrap();
+        assert_eq!(closer.join().unwrap(), CloseOutcome::Closed);
+        assert_ne!(y.index() % 2, x.index() % 2, "X and Y in different shards");
+
+        if let Err(violation) = hub.check_invariants() {
+            panic!("{violation}");
+        }
+        let report = hub.publish("t", &Event::new("news")).unwrap();
+        assert_eq!(report.delivered, 1, "I2: the publish finds Y");
+        let (y_frames, _) = drain_all(&y_stream);
+        assert_eq!(y_frames.len(), 1, "Y gets the publish: {y_frames:?}");
+        assert_eq!(hub.close(y, CloseReason::ClientGone), CloseOutcome::Closed);
+        assert_settled(&hub, 0);
+    });
 }

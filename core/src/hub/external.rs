@@ -135,7 +135,7 @@ impl Hub {
     /// `top` (and topics created later start past it), resetting nobody.
     pub fn begin_epoch(&self, epoch: u64, top: u64) -> usize {
         let shared = &*self.shared;
-        let reg = shared.registry.lock();
+        let all = self.lock_all();
         let _order = shared.sequencer.lock();
         if epoch == self.epoch() {
             self.move_position(top);
@@ -164,7 +164,7 @@ impl Hub {
         let now = self.push_time();
         let reset = self.reset_frame(top);
         let mut pushed = 0;
-        for (_, entry) in reg.slots.iter() {
+        for (_, entry) in all.iter().flat_map(|reg| reg.iter()) {
             if entry.state == SlotState::Active
                 && entry
                     .queue

@@ -2,10 +2,10 @@
 //!
 //! It takes every lock in order and compares the slots, the topic map and
 //! each topic's subscribers with one another. It is exact: every state it
-//! can observe (it holds the registry lock, so no lifecycle operation is
-//! half done) is one the invariants allow, or it is a bug.
+//! can observe (it holds every registry shard, so no lifecycle operation
+//! is half done) is one the invariants allow, or it is a bug.
 
-use super::slots::SlotState;
+use super::slots::{shard_of, SlotState};
 use super::Hub;
 use crate::error::InvariantViolation;
 use crate::reason::CloseReason;
@@ -22,63 +22,81 @@ impl Hub {
     /// The first [`InvariantViolation`] found, named after DESIGN.md.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let shared = &*self.shared;
-        let reg = shared.registry.lock();
+        let all = self.lock_all();
         let map = shared.topics.read();
         let fail = |invariant, detail: String| Err(InvariantViolation { invariant, detail });
-        let mut active = 0;
-        let mut pending = 0;
         let mut peers: HashMap<SharedStr, usize> = HashMap::new();
-        for (index, entry) in reg.slots.iter() {
-            let id = ClientId::new(index as u32, entry.generation);
-            if let Some(peer) = &entry.peer {
-                *peers.entry(SharedStr::clone(peer)).or_default() += 1;
-            }
-            match entry.state {
-                SlotState::Active => {
-                    active += 1;
-                    if let Some(reason) = entry.queue.closed_reason() {
-                        // A queue overflowed by a publish that has not yet
-                        // finished closing the client is the one window
-                        // where this holds; it never outlives the publish.
-                        if reason != CloseReason::SlowConsumer {
-                            return fail("I1", format!("active client {id} has a closed queue"));
+        let mut clients = 0;
+        for (shard, reg) in all.iter().enumerate() {
+            let mut active = 0;
+            let mut pending = 0;
+            clients += reg.len();
+            for (index, entry) in reg.iter() {
+                let id = ClientId::new(index, entry.generation);
+                if shard_of(id) != shard {
+                    return fail("S1", format!("client {id} is in shard {shard}"));
+                }
+                if let Some(peer) = &entry.peer {
+                    *peers.entry(SharedStr::clone(peer)).or_default() += 1;
+                }
+                match entry.state {
+                    SlotState::Active => {
+                        active += 1;
+                        if let Some(reason) = entry.queue.closed_reason() {
+                            // A queue overflowed by a publish that has not yet
+                            // finished closing the client is the one window
+                            // where this holds; it never outlives the publish.
+                            if reason != CloseReason::SlowConsumer {
+                                return fail(
+                                    "I1",
+                                    format!("active client {id} has a closed queue"),
+                                );
+                            }
+                        }
+                        if entry.joined.len() != entry.names.len() {
+                            return fail("I2", format!("client {id} joined/names length differ"));
+                        }
+                        for (name, topic) in entry.names.iter().zip(&entry.joined) {
+                            let in_map = map.map.get(name).is_some_and(|t| Arc::ptr_eq(t, topic));
+                            if !in_map || !topic.state.lock().contains(id) {
+                                return fail(
+                                    "I2",
+                                    format!("client {id} not indexed under {name:?}"),
+                                );
+                            }
                         }
                     }
-                    if entry.joined.len() != entry.names.len() {
-                        return fail("I2", format!("client {id} joined/names length differ"));
+                    SlotState::ClosePending(_) => {
+                        pending += 1;
+                        if entry.queue.closed_reason().is_none() {
+                            return fail(
+                                "I3",
+                                format!("close-pending client {id} has an open queue"),
+                            );
+                        }
+                        if reg.has_deadline(index) {
+                            return fail("I5", format!("close-pending client {id} has a deadline"));
+                        }
                     }
-                    for (name, topic) in entry.names.iter().zip(&entry.joined) {
-                        let in_map = map.map.get(name).is_some_and(|t| Arc::ptr_eq(t, topic));
-                        if !in_map || !topic.state.lock().contains(id) {
-                            return fail("I2", format!("client {id} not indexed under {name:?}"));
+                    SlotState::Reserved => {
+                        if reg.has_deadline(index) {
+                            return fail("I5", format!("reserved client {id} has a deadline"));
                         }
                     }
                 }
-                SlotState::ClosePending(_) => {
-                    pending += 1;
-                    if entry.queue.closed_reason().is_none() {
-                        return fail("I3", format!("close-pending client {id} has an open queue"));
-                    }
-                    if reg.deadlines.contains(index as u32) {
-                        return fail("I5", format!("close-pending client {id} has a deadline"));
-                    }
-                }
-                SlotState::Reserved => {
-                    if reg.deadlines.contains(index as u32) {
-                        return fail("I5", format!("reserved client {id} has a deadline"));
-                    }
-                }
+            }
+            if active != reg.active || pending != reg.pending {
+                return fail("I5", "state counters disagree with the slots".to_owned());
+            }
+            if reg.deadline_count() > active {
+                return fail("I5", "more deadlines than active clients".to_owned());
             }
         }
-        if active != reg.active || pending != reg.pending {
-            return fail("I5", "state counters disagree with the slots".to_owned());
+        if clients as u64 != shared.clients.get() {
+            return fail("I5", "the client count disagrees with the slots".to_owned());
         }
-        if peers.len() != reg.peers.len() || peers.iter().any(|(p, n)| reg.peers.get(p) != Some(n))
-        {
+        if peers != shared.peers.snapshot() {
             return fail("I5", "peer counts disagree with the slots".to_owned());
-        }
-        if reg.deadlines.len() > active {
-            return fail("I5", "more deadlines than active clients".to_owned());
         }
         let mut retained = 0u64;
         let mut charged: HashMap<SharedStr, usize> = HashMap::new();
@@ -111,7 +129,7 @@ impl Hub {
                 );
             }
             for sub in &state.subs {
-                let ok = reg
+                let ok = all[shard_of(sub.id)]
                     .lookup(sub.id)
                     .is_some_and(|e| e.state == SlotState::Active && e.position(name).is_ok());
                 if !ok {
@@ -204,7 +222,7 @@ mod tests {
     #[test]
     fn an_active_client_with_a_closed_queue_breaks_i1() {
         let f = fixture();
-        let reg = f.hub.shared.registry.lock();
+        let reg = f.hub.shard(f.a);
         let queue = Arc::clone(&reg.lookup(f.a).unwrap().queue);
         drop(reg);
         queue.close(CloseReason::Kicked, None);
@@ -214,7 +232,7 @@ mod tests {
     #[test]
     fn an_active_client_overflowed_by_a_publish_in_flight_is_allowed() {
         let f = fixture();
-        let queue = Arc::clone(&f.hub.shared.registry.lock().lookup(f.a).unwrap().queue);
+        let queue = Arc::clone(&f.hub.shard(f.a).lookup(f.a).unwrap().queue);
         queue.close(CloseReason::SlowConsumer, None);
         f.hub.check_invariants().unwrap();
     }
@@ -222,7 +240,7 @@ mod tests {
     #[test]
     fn joined_and_names_of_different_lengths_break_i2() {
         let f = fixture();
-        let mut reg = f.hub.shared.registry.lock();
+        let mut reg = f.hub.shard(f.a);
         reg.lookup_mut(f.a).unwrap().joined.pop();
         drop(reg);
         assert_eq!(violated(&f.hub), "I2");
@@ -244,7 +262,7 @@ mod tests {
         // Another topic of the same name: the client's is not it.
         let twin = map.create(&SharedStr::from("b"), 4, None);
         drop(map);
-        let queue = Arc::clone(&f.hub.shared.registry.lock().lookup(f.a).unwrap().queue);
+        let queue = Arc::clone(&f.hub.shard(f.a).lookup(f.a).unwrap().queue);
         twin.state.lock().subscribe(f.a, queue);
         assert!(replaced.state.lock().contains(f.a));
         assert_eq!(violated(&f.hub), "I2");
@@ -261,7 +279,7 @@ mod tests {
     #[test]
     fn a_topic_indexing_a_client_not_subscribed_to_it_breaks_i2() {
         let f = fixture();
-        let queue = Arc::clone(&f.hub.shared.registry.lock().lookup(f.a).unwrap().queue);
+        let queue = Arc::clone(&f.hub.shard(f.a).lookup(f.a).unwrap().queue);
         topic(&f.hub, "x").state.lock().subscribe(f.a, queue);
         assert_eq!(violated(&f.hub), "I2");
     }
@@ -269,7 +287,7 @@ mod tests {
     #[test]
     fn a_close_pending_client_with_an_open_queue_breaks_i3() {
         let f = fixture();
-        let mut reg = f.hub.shared.registry.lock();
+        let mut reg = f.hub.shard(f.r);
         reg.lookup_mut(f.r).unwrap().state = SlotState::ClosePending(CloseReason::Kicked);
         reg.pending += 1;
         drop(reg);
@@ -281,12 +299,7 @@ mod tests {
         for pick in [|f: &Fixture| f.p, |f: &Fixture| f.r] {
             let f = fixture();
             let id = pick(&f);
-            f.hub
-                .shared
-                .registry
-                .lock()
-                .deadlines
-                .schedule(id.index(), 1);
+            f.hub.shard(id).schedule(id.index(), 1);
             assert_eq!(violated(&f.hub), "I5", "deadline on {id}");
         }
     }
@@ -295,7 +308,7 @@ mod tests {
     fn counters_that_disagree_with_the_slots_break_i5() {
         for field in ["active", "pending"] {
             let f = fixture();
-            let mut reg = f.hub.shared.registry.lock();
+            let mut reg = f.hub.shard(f.a);
             match field {
                 "active" => reg.active += 1,
                 _ => reg.pending += 1,
@@ -309,29 +322,27 @@ mod tests {
     fn peer_counts_that_disagree_with_the_slots_break_i5() {
         // A peer tag with no client, and a wrong count for a real one.
         let f = fixture();
-        f.hub
-            .shared
-            .registry
-            .lock()
-            .peers
-            .insert(SharedStr::from("ghost"), 1);
+        assert!(f.hub.shared.peers.acquire(&SharedStr::from("ghost"), 9));
         assert_eq!(violated(&f.hub), "I5");
         let f = fixture();
-        f.hub
-            .shared
-            .registry
-            .lock()
-            .peers
-            .insert(SharedStr::from("p1"), 2);
+        assert!(f.hub.shared.peers.acquire(&SharedStr::from("p1"), 9));
+        assert_eq!(violated(&f.hub), "I5");
+    }
+
+    #[test]
+    fn a_client_count_that_disagrees_with_the_slots_breaks_i5() {
+        let f = fixture();
+        f.hub.shared.clients.add(1);
         assert_eq!(violated(&f.hub), "I5");
     }
 
     #[test]
     fn more_deadlines_than_active_clients_break_i5() {
         let f = fixture();
-        let mut reg = f.hub.shared.registry.lock();
-        assert_eq!(reg.deadlines.len(), reg.active, "one deadline each");
-        reg.deadlines.schedule(999, 1);
+        let mut reg = f.hub.shard(f.a);
+        assert_eq!(reg.deadline_count(), reg.active, "one deadline each");
+        let elsewhere = f.a.index() + 1000 * super::super::slots::SHARDS as u32;
+        reg.schedule(elsewhere, 1);
         drop(reg);
         assert_eq!(violated(&f.hub), "I5");
     }

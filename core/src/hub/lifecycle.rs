@@ -181,7 +181,7 @@ impl Reservation {
     /// after (every event of the client's topics newer than it) before
     /// [`supply_history`](Self::supply_history).
     pub fn resume_point(&self) -> Option<EventId> {
-        let reg = self.hub.shared.registry.lock();
+        let reg = self.hub.shard(self.id);
         let last = reg.lookup(self.id)?.last_event_id.as_deref()?;
         let last = last.parse::<EventId>().ok()?;
         (last.epoch() == self.hub.epoch()).then_some(last)
@@ -317,31 +317,32 @@ impl Hub {
             config.queue_max_bytes,
             now,
         ));
-        let mut reg = self.shared.registry.lock();
+        let mut reg = self.home_shard();
         if reg.shutting_down {
             return Err(ReserveError::ShuttingDown);
         }
-        if reg.slots.len() >= config.max_clients || reg.slots.vacant_key() > u32::MAX as usize {
-            return Err(ReserveError::TooManyClients {
-                limit: config.max_clients,
-            });
+        let too_many = ReserveError::TooManyClients {
+            limit: config.max_clients,
+        };
+        if reg.next_index().is_none() {
+            return Err(too_many);
+        }
+        let limit = u64::try_from(config.max_clients).unwrap_or(u64::MAX);
+        if !self.shared.clients.increment_below(limit) {
+            return Err(too_many);
         }
         let peer: Option<SharedStr> = opts.peer.map(SharedStr::from);
         if let Some(peer) = &peer {
-            let count = reg.peers.entry(SharedStr::clone(peer)).or_insert(0);
-            if *count >= config.max_clients_per_peer {
-                if *count == 0 {
-                    reg.peers.remove(peer);
-                }
+            if !self.shared.peers.acquire(peer, config.max_clients_per_peer) {
+                self.shared.clients.sub(1);
                 return Err(ReserveError::TooManyClientsForPeer {
                     limit: config.max_clients_per_peer,
                 });
             }
-            *count += 1;
         }
         let generation = NonZeroU64::new(reg.next_generation).unwrap_or(NonZeroU64::MIN);
         reg.next_generation += 1;
-        let index = reg.slots.insert(Entry {
+        let index = reg.insert(Entry {
             generation,
             state: SlotState::Reserved,
             queue: Arc::clone(&queue),
@@ -352,8 +353,8 @@ impl Hub {
             created: 0,
             subject: opts.subject.map(crate::presence_feed::bounded_subject),
         });
-        // `vacant_key() <= u32::MAX` was checked above under the same lock.
-        let id = ClientId::new(index as u32, generation);
+        // `next_index()` fits a `u32`: checked above under the same lock.
+        let id = ClientId::new(index, generation);
         drop(reg);
         Ok(Reservation {
             hub: self.clone(),
@@ -365,8 +366,7 @@ impl Hub {
     }
 
     fn activate(&self, id: ClientId, history: Option<&History>) -> Result<ClientId, ActivateError> {
-        let shared = &*self.shared;
-        let mut reg = shared.registry.lock();
+        let mut reg = self.shard(id);
         let Some(entry) = reg.lookup(id) else {
             // Only the reservation frees a Reserved/ClosePending slot.
             return Err(ActivateError::ClosedBeforeActivation(
@@ -378,55 +378,83 @@ impl Hub {
             SlotState::ClosePending(reason) => {
                 // The deferred cleanup: the close already ran and closed the
                 // queue; now the slot goes (I5).
-                reg.free(id.index());
+                drop(self.free(&mut reg, id.index()));
                 return Err(ActivateError::ClosedBeforeActivation(reason));
             }
             SlotState::Reserved => {}
         }
-        let budget = Budget {
-            spent: entry.created,
-            peer: entry.peer.as_ref(),
-        };
-        let (topics, created) = match self.topics_for(&entry.names, budget) {
-            Ok(found) => found,
-            Err(refusal) => {
-                let entry = reg.free(id.index());
-                self.close_queue(&entry.queue, CloseReason::Kicked, None);
-                return Err(match refusal {
-                    Refusal::Table(limit) => ActivateError::TooManyTopics { limit },
-                    Refusal::Budget(limit) => ActivateError::TopicBudget { limit },
-                });
-            }
-        };
         let now = self.push_time();
-        let Some(entry) = reg.lookup_mut(id) else {
-            return Err(ActivateError::ClosedBeforeActivation(
-                CloseReason::ClientGone,
-            ));
+        let refusal = loop {
+            let Some(entry) = reg.lookup_mut(id) else {
+                return Err(ActivateError::ClosedBeforeActivation(
+                    CloseReason::ClientGone,
+                ));
+            };
+            let budget = Budget {
+                spent: entry.created,
+                peer: entry.peer.as_ref(),
+            };
+            let (topics, created) = match self.topics_for(&entry.names, budget) {
+                Ok(found) => found,
+                Err(refusal) => break refusal,
+            };
+            if !self.join_all(id, entry, topics, history, now) {
+                // A topic found or created above was dropped (it had no
+                // subscriber yet, and a close or an expiry on another
+                // shard left it unused) before its lock was taken: find
+                // or create it again (S2).
+                continue;
+            }
+            entry.created += created;
+            entry.state = SlotState::Active;
+            let next = self.next_check(&entry.queue, now);
+            reg.active += 1;
+            if let Some(at) = next {
+                reg.schedule(id.index(), at);
+            }
+            return Ok(id);
         };
-        entry.created += created;
-        // All of the client's topics, locked in name order: the replay cut
-        // and the live subscription meet at one point (I8). One topic (the
-        // common case) needs no vector of guards.
+        let entry = self.free(&mut reg, id.index());
+        self.close_queue(&entry.queue, CloseReason::Kicked, None);
+        Err(match refusal {
+            Refusal::Table(limit) => ActivateError::TooManyTopics { limit },
+            Refusal::Budget(limit) => ActivateError::TopicBudget { limit },
+        })
+    }
+
+    /// Locks every one of `topics` in name order and, unless one of them
+    /// is dead, queues the client's replay and subscribes it to them all
+    /// (`join_locked`); `false` if one was dead (nothing changed then).
+    /// All of a client's topics locked together: the replay cut and the
+    /// live subscription meet at one point (I8). One topic (the common
+    /// case) needs no vector of guards.
+    fn join_all(
+        &self,
+        id: ClientId,
+        entry: &mut Entry,
+        topics: Joined,
+        history: Option<&History>,
+        now: u64,
+    ) -> bool {
         match topics.as_slice() {
             [] => self.join_locked(id, entry, &[], &mut [], history, now),
             [topic] => {
                 let mut guards = [topic.state.lock()];
+                if guards[0].dead {
+                    return false;
+                }
                 self.join_locked(id, entry, &topics, &mut guards, history, now);
             }
             many => {
                 let mut guards: Vec<_> = many.iter().map(|t| t.state.lock()).collect();
+                if guards.iter().any(|g| g.dead) {
+                    return false;
+                }
                 self.join_locked(id, entry, many, &mut guards, history, now);
             }
         }
         entry.joined = topics;
-        entry.state = SlotState::Active;
-        let next = self.next_check(&entry.queue, now);
-        reg.active += 1;
-        if let Some(at) = next {
-            reg.deadlines.schedule(id.index(), at);
-        }
-        Ok(id)
+        true
     }
 
     /// Queues the replay (or a reset) and subscribes, with every one of the
@@ -531,15 +559,15 @@ impl Hub {
 
     /// Frees a reservation dropped without activation.
     fn release(&self, id: ClientId) {
-        let mut reg = self.shared.registry.lock();
+        let mut reg = self.shard(id);
         let Some(entry) = reg.lookup(id) else { return };
         match entry.state {
             SlotState::Reserved => {
-                let entry = reg.free(id.index());
+                let entry = self.free(&mut reg, id.index());
                 self.close_queue(&entry.queue, CloseReason::ClientGone, None);
             }
             SlotState::ClosePending(_) => {
-                reg.free(id.index());
+                drop(self.free(&mut reg, id.index()));
             }
             SlotState::Active => {}
         }
@@ -582,7 +610,7 @@ impl Hub {
     }
 
     fn close_frame(&self, id: ClientId, reason: CloseReason, last: Option<Bytes>) -> CloseOutcome {
-        let mut reg = self.shared.registry.lock();
+        let mut reg = self.shard(id);
         let Some(entry) = reg.lookup_mut(id) else {
             return reg.gone(id);
         };
@@ -615,8 +643,8 @@ impl Hub {
     /// Closes an active client (I1): slot freed, queue closed (with `last`
     /// as its final frame), then out of every topic. Returns the freed entry so
     /// the caller can drop it (its vectors and reference counts) after
-    /// releasing the registry lock.
-    #[must_use = "drop the entry after releasing the registry lock"]
+    /// releasing the registry shard.
+    #[must_use = "drop the entry after releasing the registry shard"]
     pub(super) fn close_active(
         &self,
         reg: &mut Registry,
@@ -624,7 +652,7 @@ impl Hub {
         reason: CloseReason,
         last: Option<Bytes>,
     ) -> Entry {
-        let entry = reg.free(index);
+        let entry = self.free(reg, index);
         // The queue closes first: the client's topics are left one lock at
         // a time, and publishes (which hold no registry lock) go on
         // meanwhile. Were the queue still open, an event on a topic not
@@ -648,7 +676,7 @@ impl Hub {
     /// Closes a client's queue (queuing `last` first, in the same step) and
     /// counts the close once, under the reason in effect: the first to close
     /// the queue decides. (Only an overflowing push closes a queue without
-    /// the registry lock, and it leaves the counting to the registry close
+    /// a registry shard, and it leaves the counting to the registry close
     /// that follows.)
     pub(super) fn close_queue(
         &self,

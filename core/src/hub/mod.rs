@@ -35,11 +35,15 @@
 //!
 //! # Lock order
 //!
-//! `registry` → `sequencer` → `topics` (map) → a topic's state (several
-//! only in name order) → a queue. The `expiry` set is a leaf. No path takes
-//! a lock to the left of one it holds. `publish` takes no registry lock
-//! while it holds the sequencer; it closes slow consumers after releasing
-//! it. Presence snapshots take no registry lock and no sequencer, and hold
+//! registry shards (several only in index order) → `sequencer` → `topics`
+//! (map) → a topic's state (several only in name order) → a queue. The
+//! `expiry` set and the peer counts are leaves. No path takes a lock to the
+//! left of one it holds. A client's own operations (reserve, activate,
+//! subscribe, close) take only its shard; shutdown, a new epoch, the
+//! checker, the replay budget and replay expiry take every shard (S1).
+//! `publish` takes no registry shard while it holds the sequencer; it
+//! closes slow consumers after releasing it. Presence snapshots take no registry shard
+//! and no sequencer, and hold
 //! one lock at a time (the map's, then each topic's). Join/leave events
 //! are pushed under the topic lock of the change (topic → queue); the
 //! sets of due summaries and of overflowed clients are leaves.
@@ -79,13 +83,13 @@ pub use timers::TickReport;
 
 use crate::clock::Clock;
 use crate::config::HubConfig;
-use crate::deadline::Deadlines;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Counter, Mutex, Ordering, RwLock};
+use crate::sync::{
+    thread_home, Arc, AtomicBool, AtomicU64, Counter, Mutex, MutexGuard, Ordering, RwLock,
+};
 use crate::topics::TopicMap;
 use crate::EventId;
-use slab::Slab;
-use slots::Registry;
+use slots::{shard_of, PeerCounts, Registry, Shard, SHARDS};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -109,14 +113,21 @@ struct Shared {
     /// The newest sequence number assigned. Written only under `sequencer`.
     seq: AtomicU64,
     /// The epoch of every id: `config.epoch`, or the backplane's
-    /// ([`Hub::begin_epoch`]). Written only under the registry lock and
+    /// ([`Hub::begin_epoch`]). Written only under every registry shard and
     /// `sequencer`, together with `seq`.
     epoch: AtomicU64,
     /// Serializes "assign a sequence number and push the event everywhere".
     sequencer: Mutex<()>,
-    /// Set under `sequencer` (and the registry lock) by `shutdown`.
+    /// Set under `sequencer` (and every registry shard) by `shutdown`.
     shut_down: AtomicBool,
-    registry: Mutex<Registry>,
+    /// The client registry, in shards (see `slots`).
+    shards: Box<[Shard]>,
+    /// Clients in any state, all shards together (`max_clients`). Not
+    /// modelled by loom: its one decision, refuse or take, is a single
+    /// atomic read-modify-write.
+    clients: Counter,
+    /// Clients per peer tag (`max_clients_per_peer`); a leaf.
+    peers: PeerCounts,
     topics: RwLock<TopicMap>,
     /// `(bucket, topic)` for every topic whose ring has events that expire.
     expiry: Mutex<BTreeSet<(u64, crate::sync::SharedStr)>>,
@@ -209,15 +220,9 @@ impl Hub {
                 epoch: AtomicU64::new(config.epoch),
                 sequencer: Mutex::new(()),
                 shut_down: AtomicBool::new(false),
-                registry: Mutex::new(Registry {
-                    slots: Slab::new(),
-                    next_generation: 1,
-                    deadlines: Deadlines::new(resolution),
-                    peers: HashMap::new(),
-                    shutting_down: false,
-                    pending: 0,
-                    active: 0,
-                }),
+                shards: (0..SHARDS).map(|i| Shard::new(i, resolution)).collect(),
+                clients: Counter::default(),
+                peers: PeerCounts::new(),
                 topics: RwLock::new(TopicMap::new(config.max_topics)),
                 expiry: Mutex::new(BTreeSet::new()),
                 retained_bytes: Counter::default(),
@@ -238,7 +243,7 @@ impl Hub {
 
     /// Clients in any state (reserved, close-pending, active).
     pub fn len(&self) -> usize {
-        self.shared.registry.lock().slots.len()
+        usize::try_from(self.shared.clients.get()).unwrap_or(usize::MAX)
     }
 
     /// `true` when no client holds a slot.
@@ -260,14 +265,14 @@ impl Hub {
     /// The topics a live client is subscribed to, sorted; `None` for an id
     /// that is not live.
     pub fn client_topics(&self, id: crate::ClientId) -> Option<Vec<String>> {
-        let mut reg = self.shared.registry.lock();
+        let mut reg = self.shard(id);
         let entry = reg.live_mut(id)?;
         Some(entry.names.iter().map(|n| n.to_string()).collect())
     }
 
     /// `true` when `id` is an active client.
     pub fn is_active(&self, id: crate::ClientId) -> bool {
-        let reg = self.shared.registry.lock();
+        let reg = self.shard(id);
         reg.lookup(id)
             .is_some_and(|e| e.state == slots::SlotState::Active)
     }
@@ -275,7 +280,11 @@ impl Hub {
     /// Deadlines currently scheduled (one per active client with a timeout
     /// or heartbeat configured).
     pub fn deadline_count(&self) -> usize {
-        self.shared.registry.lock().deadlines.len()
+        self.shared
+            .shards
+            .iter()
+            .map(|s| s.0.lock().deadline_count())
+            .sum()
     }
 
     /// The id of the newest event published (or applied); the next one
@@ -293,11 +302,11 @@ impl Hub {
     /// A point-in-time copy of the hub's state and counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut snapshot = self.shared.metrics.snapshot_counters();
-        {
-            let reg = self.shared.registry.lock();
-            snapshot.clients_active = reg.active as u64;
-            snapshot.clients_close_pending = reg.pending as u64;
-            snapshot.clients_reserved = (reg.slots.len() - reg.active) as u64;
+        for shard in self.shared.shards.iter() {
+            let reg = shard.0.lock();
+            snapshot.clients_active += reg.active as u64;
+            snapshot.clients_close_pending += reg.pending as u64;
+            snapshot.clients_reserved += (reg.len() - reg.active) as u64;
         }
         snapshot.topics = self.topic_count() as u64;
         snapshot.retained_bytes = self.retained_bytes();
@@ -317,6 +326,32 @@ impl Hub {
         } else {
             self.shared.retained_bytes.sub((before - after) as u64);
         }
+    }
+
+    /// Client `id`'s registry shard, locked.
+    fn shard(&self, id: crate::ClientId) -> MutexGuard<'_, Registry> {
+        self.shared.shards[shard_of(id)].0.lock()
+    }
+
+    /// This thread's home shard (where it reserves), locked.
+    fn home_shard(&self) -> MutexGuard<'_, Registry> {
+        self.shared.shards[thread_home() % SHARDS].0.lock()
+    }
+
+    /// Every registry shard, locked in index order (S1): what the single
+    /// registry lock was, for the paths that need all clients at once.
+    fn lock_all(&self) -> Vec<MutexGuard<'_, Registry>> {
+        self.shared.shards.iter().map(|s| s.0.lock()).collect()
+    }
+
+    /// Frees slot `index` of `reg` and the hub-wide counts it held.
+    fn free(&self, reg: &mut Registry, index: u32) -> slots::Entry {
+        let entry = reg.free(index);
+        self.shared.clients.sub(1);
+        if let Some(peer) = &entry.peer {
+            self.shared.peers.release(peer);
+        }
+        entry
     }
 
     pub(crate) fn metrics_counters(&self) -> &Metrics {

@@ -17,7 +17,7 @@
 //! 3. Filtering by cursor, sorting and cutting the page happen on the copy,
 //!    with no lock held.
 //!
-//! No registry lock and no sequencer are taken, so a snapshot never waits
+//! No registry shard and no sequencer are taken, so a snapshot never waits
 //! for, nor holds up, a lifecycle operation, and a publish waits for it at
 //! most for one topic's counter copy (or, in step 1, for a pointer copy
 //! per topic while a topic is being created). The lock order (registry →
@@ -67,7 +67,7 @@
 //!
 //! A presence push that overflows a queue closes it there (the queue does
 //! that itself, as `SlowConsumer`); the registry's close, which needs the
-//! registry lock that activation and close already hold, is deferred to
+//! client's registry shard that activation and close may hold, is deferred to
 //! the next `tick` (the transport's close guard usually gets there first,
 //! woken by the closed queue).
 //!

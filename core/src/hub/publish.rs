@@ -140,7 +140,6 @@ impl Hub {
                     .insert((bucket, SharedStr::clone(&topic.name)));
             }
             if unused {
-                let _reg = shared.registry.lock();
                 self.drop_unused(&[topic]);
             }
         }
@@ -288,8 +287,8 @@ impl Hub {
     /// of it, so that a hub at the bound does not pay this on every
     /// publish): evicts the oldest retained events hub-wide first, across
     /// topics, each recorded as lost. Topics left with neither subscribers
-    /// nor events are dropped (I5) before the registry lock, held
-    /// throughout, is released.
+    /// nor events are dropped (I5) before the registry shards, all held
+    /// throughout, are released.
     fn enforce_replay_budget(&self) {
         let shared = &*self.shared;
         let budget = shared.config.replay_max_total_bytes as u64;
@@ -297,7 +296,9 @@ impl Hub {
             return;
         }
         let target = budget - budget / 8;
-        let _reg = shared.registry.lock();
+        // Every shard: no checker sees a topic this leaves unused before
+        // it is dropped.
+        let _all = self.lock_all();
         let topics: Vec<Arc<Topic>> = shared.topics.read().map.values().cloned().collect();
         let mut heap: BinaryHeap<Reverse<(u64, usize)>> = topics
             .iter()
@@ -388,7 +389,7 @@ impl Hub {
 
     fn push_direct(&self, id: ClientId, frame: Bytes) -> Result<(), SendError> {
         let queue = {
-            let reg = self.shared.registry.lock();
+            let reg = self.shard(id);
             let entry = reg.lookup(id).ok_or(SendError::UnknownClient)?;
             Arc::clone(&entry.queue)
         };

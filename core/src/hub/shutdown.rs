@@ -43,33 +43,35 @@ impl Hub {
             Some(event) => event.encode_with_id(None, &mut body)?,
             None => body.put_u8(b'\n'),
         }
-        let mut reg = shared.registry.lock();
-        reg.shutting_down = true;
+        let mut all = self.lock_all();
+        for reg in &mut all {
+            reg.shutting_down = true;
+        }
         {
             // Any publish still pushing finishes first; none starts after.
             let _order = shared.sequencer.lock();
             shared.shut_down.store(true, Ordering::Release);
         }
         let mut report = ShutdownReport::default();
-        let indices: Vec<usize> = reg.slots.iter().map(|(i, _)| i).collect();
-        for index in indices {
-            let Some(entry) = reg.slots.get_mut(index) else {
-                continue;
-            };
-            let index = index as u32;
-            match entry.state {
-                SlotState::Reserved => {
-                    let reason = self.close_queue(&entry.queue, CloseReason::Shutdown, None);
-                    entry.state = SlotState::ClosePending(reason);
-                    reg.pending += 1;
-                    report.pending += 1;
-                }
-                SlotState::ClosePending(_) => {}
-                SlotState::Active => {
-                    let id = ClientId::new(index, entry.generation);
-                    let frame = self.shutdown_frame(id, &body);
-                    drop(self.close_active(&mut reg, index, CloseReason::Shutdown, Some(frame)));
-                    report.closed += 1;
+        for reg in &mut all {
+            for index in reg.indices() {
+                let Some(entry) = reg.at_mut(index) else {
+                    continue;
+                };
+                match entry.state {
+                    SlotState::Reserved => {
+                        let reason = self.close_queue(&entry.queue, CloseReason::Shutdown, None);
+                        entry.state = SlotState::ClosePending(reason);
+                        reg.pending += 1;
+                        report.pending += 1;
+                    }
+                    SlotState::ClosePending(_) => {}
+                    SlotState::Active => {
+                        let id = ClientId::new(index, entry.generation);
+                        let frame = self.shutdown_frame(id, &body);
+                        drop(self.close_active(reg, index, CloseReason::Shutdown, Some(frame)));
+                        report.closed += 1;
+                    }
                 }
             }
         }

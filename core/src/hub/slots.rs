@@ -1,24 +1,46 @@
-//! Client slots: the generation-tagged slab, one entry per client, and the
+//! Client slots: the generation-tagged slabs, one entry per client, and the
 //! state each entry is in.
+//!
+//! The registry is split into [`SHARDS`] shards, each a slab with its own
+//! lock, deadlines and state counters, so that connects and closes on
+//! different threads do not queue on one lock. A client's slot lives in
+//! shard `index % SHARDS`, at `index / SHARDS` of that shard's slab; a new
+//! client goes to its reserving thread's home shard
+//! ([`thread_home`](crate::sync::thread_home)).
 //!
 //! Invariants:
 //! - **I4**: every lookup goes through [`Registry::lookup`], which checks
 //!   the generation, so a stale [`ClientId`] never reaches a slot's new
-//!   occupant;
-//! - `active` and `pending` count the entries in those states, and `peers`
-//!   counts the entries of each peer tag (checked by `check_invariants`).
+//!   occupant; generations are counted per shard, and an id names its
+//!   shard, so ids of different shards never meet;
+//! - **S1** (shards): a client is only ever touched under its own shard's
+//!   lock; a path that needs several shards (shutdown, a new epoch, the
+//!   checker, the replay budget, replay expiry) takes all of them in index
+//!   order ([`Hub::lock_all`](super::Hub)), before any other lock;
+//! - `active` and `pending` count the entries of a shard in those states,
+//!   the hub's client count the entries of all shards, and the peer counts
+//!   the entries of each peer tag (checked by `check_invariants`).
 
 use super::lifecycle::CloseOutcome;
 use crate::deadline::Deadlines;
 use crate::queue::Queue;
 use crate::reason::CloseReason;
-use crate::sync::{Arc, SharedStr};
+use crate::sync::{Arc, Mutex, SharedStr};
 use crate::topics::Topic;
 use crate::ClientId;
 use slab::Slab;
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::num::NonZeroU64;
+
+/// Registry shards. A power of two, so `index % SHARDS` is a mask. Under
+/// loom two, enough for every cross-shard interleaving a model needs.
+#[cfg(not(ssehub_loom))]
+pub(super) const SHARDS: usize = 16;
+/// Registry shards (loom).
+#[cfg(ssehub_loom)]
+pub(super) const SHARDS: usize = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum SlotState {
@@ -57,29 +79,110 @@ impl Entry {
     }
 }
 
+/// The shard a client's slot lives in.
+pub(super) fn shard_of(id: ClientId) -> usize {
+    id.index() as usize % SHARDS
+}
+
+/// Where a client index is in its shard's slab.
+fn local(index: u32) -> usize {
+    index as usize / SHARDS
+}
+
+/// One registry shard, alone on its cache lines.
+#[repr(align(128))]
+pub(super) struct Shard(pub(super) Mutex<Registry>);
+
+impl Shard {
+    pub(super) fn new(shard: usize, resolution: u64) -> Self {
+        Self(Mutex::new(Registry {
+            shard,
+            slots: Slab::new(),
+            next_generation: 1,
+            deadlines: Deadlines::new(resolution),
+            shutting_down: false,
+            pending: 0,
+            active: 0,
+        }))
+    }
+}
+
+/// One shard of the registry: its slots and their deadlines.
 pub(super) struct Registry {
-    pub(super) slots: Slab<Entry>,
+    /// This shard's number: the index of each of its slots modulo [`SHARDS`].
+    shard: usize,
+    slots: Slab<Entry>,
     pub(super) next_generation: u64,
-    pub(super) deadlines: Deadlines,
-    pub(super) peers: HashMap<SharedStr, usize>,
+    /// Keyed by the slot's place in this shard's slab.
+    deadlines: Deadlines,
     pub(super) shutting_down: bool,
     pub(super) pending: usize,
     pub(super) active: usize,
 }
 
 impl Registry {
-    /// The one place that resolves a `ClientId`: the generation must match
-    /// (I4).
-    pub(super) fn lookup(&self, id: ClientId) -> Option<&Entry> {
+    /// The client index of this shard's slab slot `local`, if it fits a
+    /// `u32`.
+    fn global(&self, local: usize) -> Option<u32> {
+        local
+            .checked_mul(SHARDS)
+            .and_then(|i| i.checked_add(self.shard))
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// The index the next inserted client gets, if it fits a `u32`.
+    pub(super) fn next_index(&self) -> Option<u32> {
+        self.global(self.slots.vacant_key())
+    }
+
+    /// Inserts a new entry; its client index. The caller checked
+    /// [`next_index`](Self::next_index) under the same lock.
+    pub(super) fn insert(&mut self, entry: Entry) -> u32 {
+        let local = self.slots.insert(entry);
+        self.global(local).unwrap_or(u32::MAX)
+    }
+
+    /// Clients in this shard, in any state.
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Every entry with its client index.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &Entry)> + '_ {
         self.slots
-            .get(id.index() as usize)
+            .iter()
+            .filter_map(|(local, entry)| Some((self.global(local)?, entry)))
+    }
+
+    /// The client indices of every entry.
+    pub(super) fn indices(&self) -> Vec<u32> {
+        self.iter().map(|(index, _)| index).collect()
+    }
+
+    /// The one place that resolves a `ClientId`: the generation must match
+    /// (I4). The caller holds the id's shard ([`shard_of`]).
+    pub(super) fn lookup(&self, id: ClientId) -> Option<&Entry> {
+        debug_assert_eq!(shard_of(id), self.shard, "looked up in another shard");
+        self.slots
+            .get(local(id.index()))
             .filter(|e| e.generation == id.generation())
     }
 
     pub(super) fn lookup_mut(&mut self, id: ClientId) -> Option<&mut Entry> {
+        debug_assert_eq!(shard_of(id), self.shard, "looked up in another shard");
         self.slots
-            .get_mut(id.index() as usize)
+            .get_mut(local(id.index()))
             .filter(|e| e.generation == id.generation())
+    }
+
+    /// The entry at client index `index`, whatever its generation.
+    pub(super) fn at(&self, index: u32) -> Option<&Entry> {
+        self.slots.get(local(index))
+    }
+
+    /// The entry at client index `index`, whatever its generation.
+    pub(super) fn at_mut(&mut self, index: u32) -> Option<&mut Entry> {
+        self.slots.get_mut(local(index))
     }
 
     /// A client that callers may still address: reserved or active. A
@@ -97,23 +200,102 @@ impl Registry {
         }
     }
 
-    /// Frees a slot and its peer count; the caller handles topics.
+    /// Schedules (or moves) client `index`'s deadline.
+    pub(super) fn schedule(&mut self, index: u32, at: u64) {
+        self.deadlines.schedule(local(index) as u32, at);
+    }
+
+    /// `true` when client `index` has a deadline.
+    pub(super) fn has_deadline(&self, index: u32) -> bool {
+        self.deadlines.contains(local(index) as u32)
+    }
+
+    /// Deadlines scheduled in this shard.
+    pub(super) fn deadline_count(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// The earliest deadline of this shard.
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.next()
+    }
+
+    /// Removes the deadlines due at `now`; the client indices they were for.
+    pub(super) fn pop_due(&mut self, now: u64) -> Vec<u32> {
+        let mut due = Vec::new();
+        self.deadlines.pop_due(now, &mut due);
+        due.into_iter()
+            .filter_map(|local| self.global(local as usize))
+            .collect()
+    }
+
+    /// Frees a slot; the caller handles the hub-wide counts
+    /// ([`Hub::free`](super::Hub)) and topics.
     pub(super) fn free(&mut self, index: u32) -> Entry {
-        let entry = self.slots.remove(index as usize);
-        self.deadlines.remove(index);
+        let entry = self.slots.remove(local(index));
+        self.deadlines.remove(local(index) as u32);
         match entry.state {
             SlotState::Active => self.active -= 1,
             SlotState::ClosePending(_) => self.pending -= 1,
             SlotState::Reserved => {}
         }
-        if let Some(peer) = &entry.peer {
-            if let Some(count) = self.peers.get_mut(peer) {
-                *count -= 1;
-                if *count == 0 {
-                    self.peers.remove(peer);
-                }
+        entry
+    }
+}
+
+/// Clients per peer tag, hub-wide, in [`SHARDS`] maps chosen by the tag's
+/// hash: a leaf below the registry shards, never held with another of its
+/// own maps.
+pub(super) struct PeerCounts {
+    maps: Box<[Mutex<HashMap<SharedStr, usize>>]>,
+    /// A fixed-key hasher: the same tag always picks the same map.
+    hasher: BuildHasherDefault<DefaultHasher>,
+}
+
+impl PeerCounts {
+    pub(super) fn new() -> Self {
+        Self {
+            maps: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: BuildHasherDefault::default(),
+        }
+    }
+
+    fn map(&self, peer: &str) -> &Mutex<HashMap<SharedStr, usize>> {
+        let index = self.hasher.hash_one(peer) as usize % self.maps.len();
+        &self.maps[index]
+    }
+
+    /// Counts one more client of `peer` unless it has `limit` already.
+    pub(super) fn acquire(&self, peer: &SharedStr, limit: usize) -> bool {
+        let mut map = self.map(peer).lock();
+        let count = map.entry(SharedStr::clone(peer)).or_insert(0);
+        if *count >= limit {
+            if *count == 0 {
+                map.remove(peer);
+            }
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Counts one client of `peer` fewer.
+    pub(super) fn release(&self, peer: &str) {
+        let mut map = self.map(peer).lock();
+        if let Some(count) = map.get_mut(peer) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(peer);
             }
         }
-        entry
+    }
+
+    /// Every tag's count (for the checker).
+    pub(super) fn snapshot(&self) -> HashMap<SharedStr, usize> {
+        let mut all = HashMap::new();
+        for map in self.maps.iter() {
+            all.extend(map.lock().iter().map(|(p, n)| (SharedStr::clone(p), *n)));
+        }
+        all
     }
 }

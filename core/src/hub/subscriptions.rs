@@ -3,12 +3,17 @@
 //!
 //! Invariants:
 //! - **I2**: a client is indexed under a topic exactly when the topic is in
-//!   its sorted name set; both change together under the registry lock;
+//!   its sorted name set; both change together under the client's registry
+//!   shard;
+//! - **S2**: a client is never subscribed to a dropped topic: a topic found
+//!   (or created) under the map's lock may be dropped by another shard's
+//!   close before the joiner holds the topic's lock, so the joiner rechecks
+//!   `dead` there and finds or creates the topic again;
 //! - **I5**: a topic left with neither subscribers nor retained events is
-//!   dropped before the registry lock is released, by whoever left it so.
-//!   The one path that can leave a topic unused without the registry lock,
-//!   `publish`, never creates a topic it would leave unused (see
-//!   `publish`), so the checker never sees a stray empty topic;
+//!   dropped before the registry shards its maker held are released, by
+//!   whoever left it so. The one path that can leave a topic unused
+//!   without any shard, `publish`, never creates a topic it would leave
+//!   unused (see `publish`), so the checker never sees a stray empty topic;
 //! - **topic budget** (hardening): a client creates at most
 //!   `max_created_topics_per_client` topics by subscribing over its life,
 //!   and the clients of one peer tag at most `max_created_topics_per_peer`
@@ -50,7 +55,7 @@ impl Hub {
     /// [`SubscribeError`]: unknown or stale id (I4), invalid name, limits.
     pub fn subscribe(&self, id: ClientId, topic: &str) -> Result<bool, SubscribeError> {
         validate_topic(topic).map_err(SubscribeError::InvalidTopic)?;
-        let mut reg = self.shared.registry.lock();
+        let mut reg = self.shard(id);
         let entry = reg.live_mut(id).ok_or(SubscribeError::UnknownClient)?;
         let Err(at) = entry.position(topic) else {
             return Ok(false);
@@ -60,25 +65,33 @@ impl Hub {
             return Err(SubscribeError::TooManyTopicsForClient { limit });
         }
         let name = if entry.state == SlotState::Active {
-            let budget = Budget {
-                spent: entry.created,
-                peer: entry.peer.as_ref(),
-            };
             let name = SharedStr::from(topic);
-            let (mut found, created) = self
-                .topics_for(std::slice::from_ref(&name), budget)
-                .map_err(|refusal| match refusal {
-                    Refusal::Table(limit) => SubscribeError::TooManyTopics { limit },
-                    Refusal::Budget(limit) => SubscribeError::TopicBudget { limit },
+            let topic = loop {
+                let budget = Budget {
+                    spent: entry.created,
+                    peer: entry.peer.as_ref(),
+                };
+                let (mut found, created) = self
+                    .topics_for(std::slice::from_ref(&name), budget)
+                    .map_err(|refusal| match refusal {
+                        Refusal::Table(limit) => SubscribeError::TooManyTopics { limit },
+                        Refusal::Budget(limit) => SubscribeError::TopicBudget { limit },
+                    })?;
+                let topic = found.pop().ok_or(SubscribeError::TooManyTopics {
+                    limit: self.shared.config.max_topics,
                 })?;
-            let topic = found.pop().ok_or(SubscribeError::TooManyTopics {
-                limit: self.shared.config.max_topics,
-            })?;
-            entry.created += created;
-            let mut state = topic.state.lock();
-            state.subscribe(id, Arc::clone(&entry.queue));
-            self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), true);
-            drop(state);
+                let mut state = topic.state.lock();
+                if state.dead {
+                    // Dropped by another shard's close or an expiry before
+                    // this lock: find or create it again (S2).
+                    continue;
+                }
+                entry.created += created;
+                state.subscribe(id, Arc::clone(&entry.queue));
+                self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), true);
+                drop(state);
+                break topic;
+            };
             let name = SharedStr::clone(&topic.name);
             entry.joined.insert(at, topic);
             name
@@ -99,7 +112,7 @@ impl Hub {
     /// [`SubscribeError::InvalidTopic`] for an invalid name.
     pub fn unsubscribe(&self, id: ClientId, topic: &str) -> Result<bool, SubscribeError> {
         validate_topic(topic).map_err(SubscribeError::InvalidTopic)?;
-        let mut reg = self.shared.registry.lock();
+        let mut reg = self.shard(id);
         let entry = reg.live_mut(id).ok_or(SubscribeError::UnknownClient)?;
         let Ok(at) = entry.position(topic) else {
             return Ok(false);
@@ -122,7 +135,8 @@ impl Hub {
 
     /// Drops topics that have neither subscribers nor retained events (I5),
     /// remembering what each had evicted (see `TopicMap::retire`). Called
-    /// with the registry lock held.
+    /// with the registry shards that made them unused held (S2 covers a
+    /// joiner on another shard).
     pub(super) fn drop_unused(&self, candidates: &[Arc<Topic>]) {
         if candidates.is_empty() {
             return;
@@ -157,8 +171,9 @@ impl Hub {
 
     /// The topics named, created where missing, and how many were created;
     /// refused if that would exceed `max_topics` or the client's or its
-    /// peer's creation budget. Called with the registry lock held, so a
-    /// topic created here gets its subscriber before any checker can look.
+    /// peer's creation budget. Called with the client's registry shard held,
+    /// so a topic created here gets its subscriber before any checker (which
+    /// takes every shard) can look.
     pub(super) fn topics_for(
         &self,
         names: &[SharedStr],

@@ -46,7 +46,7 @@ impl Hub {
     /// [`ClientStream::flushed`] instead, which takes no hub-wide lock.
     pub fn flushed(&self, id: ClientId, now: Instant) -> bool {
         let queue = {
-            let reg = self.shared.registry.lock();
+            let reg = self.shard(id);
             match reg.lookup(id) {
                 Some(entry) => Arc::clone(&entry.queue),
                 None => return false,
@@ -62,41 +62,43 @@ impl Hub {
         let shared = &*self.shared;
         let now = self.advance(now);
         let mut report = TickReport::default();
-        let mut reg = shared.registry.lock();
-        let mut due = Vec::new();
-        reg.deadlines.pop_due(now, &mut due);
-        for index in due {
-            let Some(entry) = reg.slots.get(index as usize) else {
-                continue;
-            };
-            if entry.state != super::slots::SlotState::Active {
-                continue;
-            }
-            let id = ClientId::new(index, entry.generation);
-            let queue = Arc::clone(&entry.queue);
-            let reason = match self.due_action(&queue, now) {
-                Due::Close(reason) => Some(reason),
-                Due::Heartbeat => {
-                    report.heartbeats += 1;
-                    None
+        let mut next = None;
+        // One shard at a time: a tick never holds up the other shards'
+        // connects and closes.
+        for shard in shared.shards.iter() {
+            let mut reg = shard.0.lock();
+            for index in reg.pop_due(now) {
+                let Some(entry) = reg.at(index) else {
+                    continue;
+                };
+                if entry.state != super::slots::SlotState::Active {
+                    continue;
                 }
-                Due::Nothing => None,
-            };
-            match reason {
-                Some(reason) => {
-                    drop(self.close_active(&mut reg, index, reason, None));
-                    report.closed.push((id, reason));
-                }
-                None => {
-                    if let Some(at) = self.next_check(&queue, now) {
-                        reg.deadlines.schedule(index, at);
+                let id = ClientId::new(index, entry.generation);
+                let queue = Arc::clone(&entry.queue);
+                let reason = match self.due_action(&queue, now) {
+                    Due::Close(reason) => Some(reason),
+                    Due::Heartbeat => {
+                        report.heartbeats += 1;
+                        None
+                    }
+                    Due::Nothing => None,
+                };
+                match reason {
+                    Some(reason) => {
+                        drop(self.close_active(&mut reg, index, reason, None));
+                        report.closed.push((id, reason));
+                    }
+                    None => {
+                        if let Some(at) = self.next_check(&queue, now) {
+                            reg.schedule(index, at);
+                        }
                     }
                 }
             }
+            next = [next, reg.next_deadline()].into_iter().flatten().min();
         }
         report.expired_events = self.expire_topics(now);
-        let next = reg.deadlines.next();
-        drop(reg);
         let next_presence = self.flush_presence(now);
         let next_expiry = shared
             .expiry
@@ -147,14 +149,24 @@ impl Hub {
         }
     }
 
-    /// Expires retained events by age; drops topics left unused. Called with
-    /// the registry lock held.
+    /// Expires retained events by age; drops topics left unused. Takes
+    /// every registry shard when something is due, so no checker sees a
+    /// topic it leaves unused before it is dropped.
     fn expire_topics(&self, now: u64) -> usize {
         let shared = &*self.shared;
         let Some(age) = shared.nanos.replay_age else {
             return 0;
         };
         let limit = now / shared.resolution;
+        let due = shared
+            .expiry
+            .lock()
+            .first()
+            .is_some_and(|(b, _)| *b <= limit);
+        if !due {
+            return 0;
+        }
+        let _all = self.lock_all();
         let mut due = Vec::new();
         {
             let mut expiry = shared.expiry.lock();

@@ -150,7 +150,7 @@ impl Queue {
         state.last_push = now;
         if state.frames.len() > state.high_water {
             state.high_water = state.frames.len();
-            metrics.queue_high_water.max(state.high_water as u64);
+            metrics.here().queue_high_water.max(state.high_water as u64);
         }
         let waker = state.waker.take();
         let blocked = state.blocked > 0;
@@ -342,8 +342,8 @@ impl ClientStream {
         if let Drain::Frames(n) = drain {
             let bytes: usize = out[start..].iter().map(Bytes::len).sum();
             let metrics = self.hub.metrics_counters();
-            metrics.frames_delivered.add(n as u64);
-            metrics.bytes_delivered.add(bytes as u64);
+            metrics.here().frames_delivered.add(n as u64);
+            metrics.here().bytes_delivered.add(bytes as u64);
         }
         drain
     }

@@ -202,7 +202,11 @@ impl Counter {
 
     /// Raises the value to `n` if it is lower.
     pub fn max(&self, n: u64) {
-        self.0.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+        // A read first: a value already as high costs no write to a line
+        // other threads read.
+        if self.get() < n {
+            self.0.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 

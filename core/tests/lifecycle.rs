@@ -546,3 +546,68 @@ fn an_invalid_topic_is_named_in_the_error_cut_at_a_char_boundary() {
     );
     assert_empty(&hub);
 }
+
+/// Reserve finds the topics that exist and activation joins those without
+/// a second lookup; when one of them was dropped in between (its last
+/// subscriber left), activation must find it dead and create it again,
+/// or the client would be subscribed to a topic no publish reaches (S2).
+#[test]
+fn a_topic_dropped_between_reserve_and_activate_is_created_again() {
+    let hub = Hub::new(quiet(), Instant::now());
+    let first = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+    drop(first.stream());
+    let first = first.activate().unwrap();
+    // Found at reserve: "t" exists with one subscriber.
+    let late = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+    let stream = late.stream();
+    assert_eq!(
+        hub.close(first, CloseReason::ClientGone),
+        CloseOutcome::Closed
+    );
+    assert_eq!(hub.topic_count(), 0, "the last close dropped t");
+    let late = late.activate().unwrap();
+    hub.check_invariants().unwrap();
+    assert_eq!(hub.subscriber_count("t"), 1);
+    assert_eq!(hub.publish("t", &Event::new("news")).unwrap().delivered, 1);
+    assert!(frames(&stream).concat().contains("data: news"));
+    assert_eq!(
+        hub.close(late, CloseReason::ClientGone),
+        CloseOutcome::Closed
+    );
+    assert_empty(&hub);
+}
+
+/// A reserved client's topic set changed by subscribe or unsubscribe is
+/// looked up afresh at activation, not taken from what reserve found.
+#[test]
+fn subscribing_or_unsubscribing_a_reserved_client_is_honoured_at_activation() {
+    let hub = Hub::new(quiet(), Instant::now());
+    let keeper = hub
+        .reserve(ReserveOptions::new().topic("a").topic("b"))
+        .unwrap();
+    drop(keeper.stream());
+    let keeper = keeper.activate().unwrap();
+
+    let added = hub.reserve(ReserveOptions::new().topic("a")).unwrap();
+    assert_eq!(hub.subscribe(added.id(), "c"), Ok(true));
+    let added = added.activate().unwrap();
+    assert_eq!(
+        hub.client_topics(added),
+        Some(vec!["a".to_owned(), "c".to_owned()])
+    );
+    assert_eq!(hub.subscriber_count("c"), 1);
+
+    let removed = hub
+        .reserve(ReserveOptions::new().topic("a").topic("b"))
+        .unwrap();
+    assert_eq!(hub.unsubscribe(removed.id(), "a"), Ok(true));
+    let removed = removed.activate().unwrap();
+    assert_eq!(hub.client_topics(removed), Some(vec!["b".to_owned()]));
+    assert_eq!(hub.subscriber_count("a"), 2, "keeper and added only");
+    assert_eq!(hub.subscriber_count("b"), 2, "keeper and removed");
+    hub.check_invariants().unwrap();
+    for id in [keeper, added, removed] {
+        assert_eq!(hub.close(id, CloseReason::ClientGone), CloseOutcome::Closed);
+    }
+    assert_empty(&hub);
+}

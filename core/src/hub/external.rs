@@ -119,7 +119,7 @@ impl Hub {
                 }
             }
         };
-        shared.metrics.events_published.add(1);
+        shared.metrics.here().events_published.add(1);
         Ok(Applied::Delivered(self.after_place(placed, slow)))
     }
 
@@ -174,7 +174,7 @@ impl Hub {
                 pushed += 1;
             }
         }
-        shared.metrics.replay_resets.add(pushed as u64);
+        shared.metrics.here().replay_resets.add(pushed as u64);
         pushed
     }
 
@@ -200,7 +200,7 @@ impl Hub {
                 }
                 let reset = self.reset_frame(through);
                 let pushed = lose_events(&mut state, through, &reset, self.push_time(), shared);
-                shared.metrics.replay_resets.add(pushed as u64);
+                shared.metrics.here().replay_resets.add(pushed as u64);
                 return pushed;
             }
             let mut map = shared.topics.write();
@@ -241,7 +241,7 @@ impl Hub {
             }
             pushed += lose_events(&mut topic.state.lock(), through, &reset, now, shared);
         }
-        shared.metrics.replay_resets.add(pushed as u64);
+        shared.metrics.here().replay_resets.add(pushed as u64);
         pushed
     }
 

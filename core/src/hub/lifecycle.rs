@@ -286,9 +286,13 @@ impl Hub {
     /// a topic name is invalid. Nothing is left behind.
     pub fn reserve(&self, opts: ReserveOptions) -> Result<Reservation, ReserveError> {
         let config = &self.shared.config;
-        let mut names = Names::with_capacity(opts.topics.len());
+        // Each name with the topic of that name, if it exists: the name is
+        // shared rather than allocated, and activation joins the topics
+        // found here without a second lookup (unless one has been dropped
+        // by then: S2).
+        let mut pairs: SmallVec<[(SharedStr, Option<Arc<Topic>>); 1]> =
+            SmallVec::with_capacity(opts.topics.len());
         if !opts.topics.is_empty() {
-            // Share the name of a topic that exists rather than allocate.
             let map = self.shared.topics.read();
             for topic in opts.topics {
                 if let Err(error) = validate_topic(&topic) {
@@ -297,14 +301,23 @@ impl Hub {
                         error,
                     });
                 }
-                names.push(match map.map.get_key_value(topic.as_str()) {
-                    Some((name, _)) => SharedStr::clone(name),
-                    None => SharedStr::from(topic),
+                pairs.push(match map.map.get_key_value(topic.as_str()) {
+                    Some((name, found)) => (SharedStr::clone(name), Some(Arc::clone(found))),
+                    None => (SharedStr::from(topic), None),
                 });
             }
         }
-        names.sort_unstable();
-        names.dedup();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|a, b| a.0 == b.0);
+        let all_found = pairs.iter().all(|(_, topic)| topic.is_some());
+        let mut names = Names::with_capacity(pairs.len());
+        let mut found = Joined::new();
+        for (name, topic) in pairs {
+            names.push(name);
+            if let Some(topic) = topic.filter(|_| all_found) {
+                found.push(topic);
+            }
+        }
         if names.len() > config.max_topics_per_client {
             return Err(ReserveError::TooManyTopics {
                 limit: config.max_topics_per_client,
@@ -348,7 +361,7 @@ impl Hub {
             queue: Arc::clone(&queue),
             peer,
             names,
-            joined: Joined::new(),
+            joined: found,
             last_event_id: opts.last_event_id,
             created: 0,
             subject: opts.subject.map(crate::presence_feed::bounded_subject),
@@ -390,13 +403,21 @@ impl Hub {
                     CloseReason::ClientGone,
                 ));
             };
-            let budget = Budget {
-                spent: entry.created,
-                peer: entry.peer.as_ref(),
-            };
-            let (topics, created) = match self.topics_for(&entry.names, budget) {
-                Ok(found) => found,
-                Err(refusal) => break refusal,
+            // The topics reserve found, if it found them all (a reserved
+            // entry's `joined`); else, or once one of them turned out dead,
+            // a lookup that creates what is missing.
+            let prefetched = std::mem::take(&mut entry.joined);
+            let (topics, created) = if !prefetched.is_empty() || entry.names.is_empty() {
+                (prefetched, 0)
+            } else {
+                let budget = Budget {
+                    spent: entry.created,
+                    peer: entry.peer.as_ref(),
+                };
+                match self.topics_for(&entry.names, budget) {
+                    Ok(found) => found,
+                    Err(refusal) => break refusal,
+                }
             };
             if !self.join_all(id, entry, topics, history, now) {
                 // A topic found or created above was dropped (it had no
@@ -502,12 +523,12 @@ impl Hub {
                     for (_, frame) in events {
                         let _ = entry.queue.force_push(frame, now, &shared.metrics);
                     }
-                    shared.metrics.replay_hits.add(1);
+                    shared.metrics.here().replay_hits.add(1);
                 }
                 None => {
                     let reset = self.reset_frame(cut);
                     let _ = entry.queue.force_push(reset, now, &shared.metrics);
-                    shared.metrics.replay_resets.add(1);
+                    shared.metrics.here().replay_resets.add(1);
                 }
             }
         }

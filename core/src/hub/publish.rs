@@ -102,7 +102,7 @@ impl Hub {
             }
             self.place(topic, &body, None, now, &mut slow)?
         };
-        shared.metrics.events_published.add(1);
+        shared.metrics.here().events_published.add(1);
         Ok(self.after_place(placed, slow))
     }
 
@@ -279,7 +279,7 @@ impl Hub {
         map.retire(&topic, evicted);
         map.trim();
         self.uncharge_creator(&topic);
-        self.shared.metrics.topics_evicted.add(1);
+        self.shared.metrics.here().topics_evicted.add(1);
         true
     }
 
@@ -315,7 +315,7 @@ impl Hub {
             let before = state.ring.bytes();
             state.ring.evict_oldest();
             self.account_retained(before, state.ring.bytes());
-            shared.metrics.events_evicted.add(1);
+            shared.metrics.here().events_evicted.add(1);
             match state.ring.oldest_seq() {
                 Some(next) => heap.push(Reverse((next, i))),
                 None if state.is_unused() => unused.push(Arc::clone(topic)),

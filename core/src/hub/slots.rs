@@ -63,7 +63,10 @@ pub(super) struct Entry {
     pub(super) peer: Option<SharedStr>,
     /// The client's topic set, sorted and unique (I2).
     pub(super) names: Names,
-    /// Once active: the topics of `names`, in the same order.
+    /// Once active: the topics of `names`, in the same order. While
+    /// reserved: the topics `reserve` found for every name (or none), for
+    /// activation to join without a second lookup; any change to `names`
+    /// before activation clears it.
     pub(super) joined: Joined,
     pub(super) last_event_id: Option<String>,
     /// Topics this client has created by subscribing (its budget spent).

@@ -96,7 +96,9 @@ impl Hub {
             entry.joined.insert(at, topic);
             name
         } else {
-            // Reserved: recorded now, subscribed at activation.
+            // Reserved: recorded now, subscribed at activation (which
+            // looks every name up again).
+            entry.joined.clear();
             SharedStr::from(topic)
         };
         entry.names.insert(at, name);
@@ -118,7 +120,10 @@ impl Hub {
             return Ok(false);
         };
         entry.names.remove(at);
-        if entry.state == SlotState::Active {
+        if entry.state != SlotState::Active {
+            // Reserved: activation looks every name up again.
+            entry.joined.clear();
+        } else {
             let topic = entry.joined.remove(at);
             let unused = {
                 let mut state = topic.state.lock();

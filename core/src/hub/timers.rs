@@ -141,7 +141,7 @@ impl Hub {
         }
         match queue.push(self.heartbeat_frame(), now, &shared.metrics) {
             Push::Queued => {
-                shared.metrics.heartbeats.add(1);
+                shared.metrics.here().heartbeats.add(1);
                 Due::Heartbeat
             }
             Push::Overflowed => Due::Close(CloseReason::SlowConsumer),
@@ -205,7 +205,7 @@ impl Hub {
         if !refile.is_empty() {
             shared.expiry.lock().extend(refile);
         }
-        shared.metrics.events_expired.add(expired as u64);
+        shared.metrics.here().events_expired.add(expired as u64);
         self.drop_unused(&unused);
         expired
     }

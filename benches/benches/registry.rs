@@ -7,8 +7,9 @@
 //!   event, so ssehub's cycle queues what the adapter opens every stream
 //!   with: the `welcome` event carrying the client id and the `retry:`
 //!   hint, encoded and queued before activation
-//!   (`Reservation::send_frame`, as `respond::open_with` does). The JSON is
-//!   `format!`ted on both sides.
+//!   (`Reservation::send_welcome`, as `respond::open_with` does). Each side
+//!   builds its event as its production path does: A `format!`s it, the
+//!   hub writes it into one buffer (`codec::welcome_frame`).
 //! - **churn**: the publisher on both sides sends at the same fixed rate
 //!   ([`CHURN_RATE`] events a second, each to 1 000 subscribers, which it
 //!   drains), so the churner's figure is what a subscribe + unsubscribe
@@ -46,14 +47,10 @@ fn ssehub_cycle(hub: &Hub, topic: &str) {
         .reserve(ReserveOptions::new().topic(topic))
         .expect("reserve");
     let stream = reservation.stream();
-    let id = reservation.id();
     // The initial frames, as the adapter queues them before activation.
-    let welcome = Event::new(format!(r#"{{"clientId":"{id}"}}"#))
-        .with_event("welcome")
-        .with_retry(RETRY)
-        .to_bytes()
-        .expect("encode");
-    reservation.send_frame(welcome).expect("send the welcome");
+    reservation
+        .send_welcome("welcome", Some(RETRY))
+        .expect("send the welcome");
     let id = reservation.activate().expect("activate");
     black_box(&stream);
     let _ = black_box(hub.close(id, CloseReason::ClientGone));

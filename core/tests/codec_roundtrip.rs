@@ -2,7 +2,7 @@
 //! chunking, and arbitrary bytes never break the decoder.
 
 use proptest::prelude::*;
-use ssehub_core::codec::{Decoder, Event, Frame, MessageEvent};
+use ssehub_core::codec::{welcome_frame, Decoder, Event, Frame, MessageEvent};
 use std::time::Duration;
 
 /// Text rich in the characters the codec treats specially, plus any BMP
@@ -259,6 +259,48 @@ proptest! {
                     }
                 }
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// `welcome_frame` writes the bytes the encoder writes for the same
+    /// event with its JSON from a serializer, for any id, name and hint,
+    /// and a decoder gives back the client id; a name with a line break
+    /// is refused, as the encoder refuses it.
+    #[test]
+    fn the_welcome_frame_is_the_encoded_welcome_event(
+        index in any::<u32>(),
+        generation in 1u64..,
+        name in text(),
+        retry_ms in proptest::option::of(any::<u64>()),
+    ) {
+        let id: ssehub_core::ClientId = format!("{index}.{generation}").parse().unwrap();
+        let retry = retry_ms.map(Duration::from_millis);
+        let json = serde_json::json!({ "clientId": id.to_string() }).to_string();
+        let mut event = Event::new(json).with_event(name.as_str());
+        if let Some(retry) = retry {
+            event = event.with_retry(retry);
+        }
+        let built = welcome_frame(&name, retry, id);
+        match event.to_bytes() {
+            Ok(expected) => {
+                let built = built.expect("the encoder accepts this name");
+                prop_assert_eq!(&built[..], &expected[..]);
+                let mut decoder = Decoder::new();
+                let frames = decode_all(&mut decoder, &[&built[..]]);
+                let data = frames.iter().find_map(|f| match f {
+                    Frame::Event(e) => Some(e.data.clone()),
+                    _ => None,
+                });
+                let data: serde_json::Value =
+                    serde_json::from_str(&data.expect("one event")).unwrap();
+                let text = id.to_string();
+                prop_assert_eq!(data["clientId"].as_str(), Some(text.as_str()));
+            }
+            Err(error) => prop_assert_eq!(built, Err(error)),
         }
     }
 }

@@ -522,6 +522,74 @@ fn a_reservation_queues_its_initial_frames_like_send_frame() {
     hub.check_invariants().unwrap();
 }
 
+/// `Reservation::send_welcome` queues the hub-encoded welcome ahead of the
+/// replay, as `send_frame` would queue the same bytes; a bad name, a frame
+/// over `max_event_bytes` and a close that came first are refused, and
+/// nothing is queued for them.
+#[test]
+fn a_reservation_queues_the_welcome_ahead_of_its_replay() {
+    use ssehub_core::codec::{welcome_frame, EncodeError};
+    use std::time::Duration;
+    let hub = Hub::new(
+        HubConfig {
+            max_event_bytes: 64,
+            replay_capacity: 8,
+            ..quiet()
+        },
+        Instant::now(),
+    );
+    let first = hub.publish("t", &Event::new("old")).unwrap().id;
+    let r = hub
+        .reserve(
+            ReserveOptions::new()
+                .topic("t")
+                .last_event_id(first.to_string()),
+        )
+        .unwrap();
+    let stream = r.stream();
+    let retry = Some(Duration::from_secs(3));
+    assert_eq!(
+        r.send_welcome("wel\ncome", retry),
+        Err(SendError::Encode(EncodeError::EventNameHasLineBreak))
+    );
+    assert!(matches!(
+        r.send_welcome(&"w".repeat(64), retry),
+        Err(SendError::Encode(EncodeError::TooLarge { limit: 64, .. }))
+    ));
+    r.send_welcome("welcome", retry).unwrap();
+    hub.publish("t", &Event::new("missed")).unwrap();
+    let id = r.activate().unwrap();
+    let got = frames(&stream);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let welcome = welcome_frame("welcome", retry, id).unwrap();
+    assert_eq!(got[0].as_bytes(), &welcome[..]);
+    assert_eq!(
+        got[0],
+        format!("retry: 3000\nevent: welcome\ndata: {{\"clientId\":\"{id}\"}}\n\n")
+    );
+    assert!(
+        got[1].ends_with("data: missed\n\n"),
+        "replay second: {got:?}"
+    );
+    assert_eq!(hub.close(id, CloseReason::ClientGone), CloseOutcome::Closed);
+
+    let r = hub.reserve(ReserveOptions::new().topic("t")).unwrap();
+    let stream = r.stream();
+    assert_eq!(
+        hub.close(r.id(), CloseReason::Kicked),
+        CloseOutcome::Deferred
+    );
+    assert_eq!(
+        r.send_welcome("welcome", retry),
+        Err(SendError::Closed(CloseReason::Kicked))
+    );
+    drop(r);
+    assert!(frames(&stream).is_empty());
+    // Topic `t` stays for its retained events; no client remains (I5).
+    assert_eq!(hub.len(), 0);
+    hub.check_invariants().unwrap();
+}
+
 #[test]
 fn an_invalid_topic_is_named_in_the_error_cut_at_a_char_boundary() {
     use ssehub_core::{ReserveError, TopicError};

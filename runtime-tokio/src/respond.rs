@@ -9,7 +9,8 @@
 //!    `Cache-Control: no-cache`, `X-Accel-Buffering: no`, `Client-Id`);
 //! 4. **initial frames**: unless disabled, an `event: welcome` whose data
 //!    is `{"clientId":"<id>"}`, with the `retry:` hint in the same block,
-//!    queued with [`Hub::send_frame`] so it precedes everything else;
+//!    encoded by the hub and queued with
+//!    [`Reservation::send_welcome`] so it precedes everything else;
 //!    without a welcome, the body writes the `retry:` line into the first
 //!    event block it hands out (invariant **RETRY-IN-BLOCK**: the hint never
 //!    forms a block of its own, which httpx-sse and similar clients report
@@ -30,7 +31,7 @@ use crate::io::WriteTracker;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use ssehub_core::codec::{EncodeError, Event};
+use ssehub_core::codec::{welcome_frame, EncodeError, Event};
 use ssehub_core::{
     ActivateError, ClientId, EventId, History, Hub, Reservation, ReserveError, ReserveOptions,
     SendError,
@@ -101,16 +102,11 @@ impl SseSettings {
     ///
     /// [`EncodeError`] if `welcome_event` contains a line break.
     pub fn initial_frames(&self, id: ClientId) -> Result<Bytes, EncodeError> {
-        let mut buf = BytesMut::new();
         if self.welcome {
-            let data = serde_json::json!({ "clientId": id.to_string() }).to_string();
-            let mut welcome = Event::new(data).with_event(self.welcome_event.as_str());
-            if let Some(retry) = self.retry {
-                welcome = welcome.with_retry(retry);
-            }
-            welcome.encode(&mut buf)?;
+            welcome_frame(&self.welcome_event, self.retry, id)
+        } else {
+            Ok(Bytes::new())
         }
-        Ok(buf.freeze())
     }
 
     /// The `retry: <ms>\n` field line the body writes into the first event
@@ -322,9 +318,14 @@ where
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert("client-id", client_id_header(id));
     // 4. Initial frames, queued before anything else can be.
-    let initial = settings.initial_frames(id).map_err(OpenError::Encode)?;
-    if !initial.is_empty() {
-        reservation.send_frame(initial).map_err(OpenError::Send)?;
+    if settings.welcome {
+        // Encoded by the hub for the reserved id (`initial_frames`' bytes).
+        reservation
+            .send_welcome(&settings.welcome_event, settings.retry)
+            .map_err(|error| match error {
+                SendError::Encode(error) => OpenError::Encode(error),
+                other => OpenError::Send(other),
+            })?;
     }
     before_activate(id)?;
     // 5. Activate: replay or reset, then live events.

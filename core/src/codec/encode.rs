@@ -6,6 +6,7 @@
 //! Values that the decoder could not give back unchanged are refused:
 //! [`EncodeError`] names which field and why.
 
+use crate::ClientId;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
 use std::time::Duration;
@@ -204,7 +205,7 @@ impl Event {
             }
         }
         if let Some(retry) = self.retry {
-            put_field(buf, b"retry", itoa_u128(retry.as_millis()).as_bytes());
+            put_retry(buf, retry);
         }
         if let Some(id) = id {
             put_field(buf, b"id", id.as_bytes());
@@ -303,17 +304,104 @@ fn split_lines(s: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-fn itoa_u128(mut n: u128) -> String {
-    if n == 0 {
-        return "0".to_owned();
+/// Writes `retry: <whole ms>\n`.
+fn put_retry(buf: &mut BytesMut, retry: Duration) {
+    buf.put_slice(b"retry: ");
+    put_decimal_u128(buf, retry.as_millis());
+    buf.put_u8(b'\n');
+}
+
+/// Writes `n` in decimal.
+pub(crate) fn put_decimal(buf: &mut BytesMut, n: u64) {
+    put_decimal_u128(buf, u128::from(n));
+}
+
+/// Writes `n` in decimal, from a stack buffer; values that fit a `u64`
+/// (every real `retry:` hint) divide as `u64`, which is several times
+/// cheaper than `u128` division.
+fn put_decimal_u128(buf: &mut BytesMut, n: u128) {
+    // `u128::MAX` has 39 digits.
+    let mut digits = [0u8; 39];
+    let mut at = digits.len();
+    let mut push = |digit: u8| {
+        at -= 1;
+        digits[at] = b'0' + digit;
+    };
+    match u64::try_from(n) {
+        Ok(mut small) => loop {
+            push((small % 10) as u8);
+            small /= 10;
+            if small == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut big = n;
+            loop {
+                push((big % 10) as u8);
+                big /= 10;
+                if big == 0 {
+                    break;
+                }
+            }
+        }
     }
-    let mut digits = Vec::with_capacity(20);
-    while n > 0 {
-        digits.push(b'0' + (n % 10) as u8);
-        n /= 10;
+    buf.put_slice(&digits[at..]);
+}
+
+/// The frame that opens a stream and tells browser code its client id,
+/// which it cannot read from the `Client-Id` response header:
+/// `retry: <ms>` (when `retry` is given), `event: <event>` and
+/// `data: {"clientId":"<id>"}`.
+///
+/// The bytes are those of encoding
+/// `Event::new(json).with_event(event).with_retry(retry)` with that JSON,
+/// built in one allocation, without a formatter or a JSON serializer: a
+/// client id's text is digits and one dot, which JSON needs no escape
+/// for. It sets no `id` and ends with a blank line, so it is a valid
+/// direct frame (see [`Hub::send_frame`](crate::Hub::send_frame)).
+///
+/// # Errors
+///
+/// [`EncodeError::EventNameHasLineBreak`] if `event` holds a CR or LF.
+///
+/// # Examples
+///
+/// ```
+/// use ssehub_core::codec::welcome_frame;
+/// use std::time::Duration;
+///
+/// let id = "3.17".parse()?;
+/// let frame = welcome_frame("welcome", Some(Duration::from_secs(3)), id)?;
+/// assert_eq!(
+///     &frame[..],
+///     b"retry: 3000\nevent: welcome\ndata: {\"clientId\":\"3.17\"}\n\n"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn welcome_frame(
+    event: &str,
+    retry: Option<Duration>,
+    id: ClientId,
+) -> Result<Bytes, EncodeError> {
+    if has_line_break(event) {
+        return Err(EncodeError::EventNameHasLineBreak);
     }
-    digits.reverse();
-    String::from_utf8(digits).unwrap_or_default()
+    const HEAD: &[u8] = b"data: {\"clientId\":\"";
+    const TAIL: &[u8] = b"\"}\n\n";
+    // `retry: ` + 39 digits + LF; `event: ` + name + LF; the id's two
+    // numbers (10 + 20 digits) and its dot.
+    let mut buf = BytesMut::with_capacity(47 + 8 + event.len() + HEAD.len() + 31 + TAIL.len());
+    if let Some(retry) = retry {
+        put_retry(&mut buf, retry);
+    }
+    put_field(&mut buf, b"event", event.as_bytes());
+    buf.put_slice(HEAD);
+    put_decimal(&mut buf, u64::from(id.index()));
+    buf.put_u8(b'.');
+    put_decimal(&mut buf, id.generation().get());
+    buf.put_slice(TAIL);
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]

@@ -23,4 +23,4 @@ pub mod encode;
 pub use decode::{
     DecodeError, Decoder, Frame, Frames, MessageEvent, DEFAULT_MAX_EVENT_LEN, DEFAULT_MAX_LINE_LEN,
 };
-pub use encode::{comment_frame, EncodeError, Event};
+pub use encode::{comment_frame, welcome_frame, EncodeError, Event};

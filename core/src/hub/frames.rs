@@ -3,6 +3,7 @@
 //! pre-encoded direct frame cannot disturb the hub-wide order.
 
 use super::Hub;
+use crate::codec::encode::put_decimal;
 use crate::codec::{comment_frame, Event};
 use crate::ClientId;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -84,20 +85,6 @@ pub(super) fn check_direct_frame(frame: &[u8]) -> Result<(), &'static str> {
         return Err("a direct frame must not set an id");
     }
     Ok(())
-}
-
-fn put_decimal(buf: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.put_slice(&digits[at..]);
 }
 
 fn splitmix64(mut x: u64) -> u64 {

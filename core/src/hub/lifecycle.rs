@@ -15,7 +15,7 @@ use super::frames::{check_direct_frame, ID_FIELD_MAX};
 use super::slots::{Entry, Joined, Names, Registry, SlotState};
 use super::subscriptions::{Budget, Refusal};
 use super::Hub;
-use crate::codec::{EncodeError, Event};
+use crate::codec::{welcome_frame, EncodeError, Event};
 use crate::config::Sequencing;
 use crate::error::HistoryError;
 use crate::error::{ActivateError, ReserveError, SendError};
@@ -29,6 +29,7 @@ use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 use std::fmt;
 use std::num::NonZeroU64;
+use std::time::Duration;
 
 /// What [`Hub::close`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +157,23 @@ impl Reservation {
     /// overflowed the queue (which closes the client).
     pub fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
         self.hub.check_frame(&frame)?;
+        self.hub.push_to(self.id, &self.queue, frame)
+    }
+
+    /// Queues the welcome that opens the client's stream (see
+    /// [`welcome_frame`]: the `retry:` hint, event `event`, data
+    /// `{"clientId":"<id>"}`), as [`send_frame`](Self::send_frame) would
+    /// queue that frame. The hub encodes it for the reserved id, so it
+    /// needs none of the checks a caller's frame does but the size limit.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Encode`] if `event` holds a line break or the frame is
+    /// over [`max_event_bytes`](crate::HubConfig::max_event_bytes);
+    /// otherwise as [`send_frame`](Self::send_frame).
+    pub fn send_welcome(&self, event: &str, retry: Option<Duration>) -> Result<(), SendError> {
+        let frame = welcome_frame(event, retry, self.id).map_err(SendError::Encode)?;
+        self.hub.check_frame_size(&frame)?;
         self.hub.push_to(self.id, &self.queue, frame)
     }
 

@@ -85,7 +85,7 @@ use crate::clock::Clock;
 use crate::config::HubConfig;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::sync::{
-    thread_home, Arc, AtomicBool, AtomicU64, Counter, Mutex, MutexGuard, Ordering, RwLock,
+    thread_home, Arc, AtomicBool, AtomicU64, Counter, Mutex, MutexGuard, Ordering, Padded, RwLock,
 };
 use crate::topics::TopicMap;
 use crate::EventId;
@@ -102,16 +102,20 @@ struct Nanos {
     replay_age: Option<u64>,
 }
 
+/// Aligned so that the `Arc`'s reference counts, which every reservation
+/// and stream moves, share no cache line with these fields; the fields
+/// every connect or publish writes are [`Padded`] for the same reason.
+#[repr(align(128))]
 struct Shared {
     config: HubConfig,
     nanos: Nanos,
     start: Instant,
     /// Nanoseconds since `start`: the latest time the hub was told or read.
-    clock: Counter,
+    clock: Padded<Counter>,
     /// Where push stamps come from, when the embedder gave a clock.
     source: Option<Box<dyn Clock>>,
     /// The newest sequence number assigned. Written only under `sequencer`.
-    seq: AtomicU64,
+    seq: Padded<AtomicU64>,
     /// The epoch of every id: `config.epoch`, or the backplane's
     /// ([`Hub::begin_epoch`]). Written only under every registry shard and
     /// `sequencer`, together with `seq`.
@@ -125,10 +129,10 @@ struct Shared {
     /// Clients in any state, all shards together (`max_clients`). Not
     /// modelled by loom: its one decision, refuse or take, is a single
     /// atomic read-modify-write.
-    clients: Counter,
+    clients: Padded<Counter>,
     /// Clients per peer tag (`max_clients_per_peer`); a leaf.
     peers: PeerCounts,
-    topics: RwLock<TopicMap>,
+    topics: Padded<RwLock<TopicMap>>,
     /// `(bucket, topic)` for every topic whose ring has events that expire.
     expiry: Mutex<BTreeSet<(u64, crate::sync::SharedStr)>>,
     /// Bytes retained by all replay rings together.
@@ -214,16 +218,16 @@ impl Hub {
         Self {
             shared: Arc::new(Shared {
                 start: now,
-                clock: Counter::default(),
+                clock: Padded::default(),
                 source,
-                seq: AtomicU64::new(0),
+                seq: Padded(AtomicU64::new(0)),
                 epoch: AtomicU64::new(config.epoch),
                 sequencer: Mutex::new(()),
                 shut_down: AtomicBool::new(false),
                 shards: (0..SHARDS).map(|i| Shard::new(i, resolution)).collect(),
-                clients: Counter::default(),
+                clients: Padded::default(),
                 peers: PeerCounts::new(),
-                topics: RwLock::new(TopicMap::new(config.max_topics)),
+                topics: Padded(RwLock::new(TopicMap::new(config.max_topics))),
                 expiry: Mutex::new(BTreeSet::new()),
                 retained_bytes: Counter::default(),
                 peer_topics: Mutex::new(HashMap::new()),

@@ -379,6 +379,11 @@ impl Hub {
     /// encoder writes them, without an id, within `max_event_bytes`.
     pub(super) fn check_frame(&self, frame: &Bytes) -> Result<(), SendError> {
         check_direct_frame(frame).map_err(|reason| SendError::InvalidFrame { reason })?;
+        self.check_frame_size(frame)
+    }
+
+    /// Refuses a frame over `max_event_bytes`.
+    pub(super) fn check_frame_size(&self, frame: &Bytes) -> Result<(), SendError> {
         let limit = self.shared.config.max_event_bytes;
         if frame.len() > limit {
             let size = frame.len();

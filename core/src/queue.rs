@@ -341,9 +341,9 @@ impl ClientStream {
     fn count(&self, out: &[Bytes], start: usize, drain: Drain) -> Drain {
         if let Drain::Frames(n) = drain {
             let bytes: usize = out[start..].iter().map(Bytes::len).sum();
-            let metrics = self.hub.metrics_counters();
-            metrics.here().frames_delivered.add(n as u64);
-            metrics.here().bytes_delivered.add(bytes as u64);
+            let cells = self.hub.metrics_counters().here();
+            cells.frames_delivered.add(n as u64);
+            cells.bytes_delivered.add(bytes as u64);
         }
         drain
     }

@@ -438,16 +438,14 @@ fn overflow_before_activation_is_counted_once_as_slow_consumer() {
     assert_empty(&hub);
 }
 
-/// `Reservation::send_frame` is `Hub::send_frame` for the reserved client:
-/// the same checks, the frame ahead of replay and live events, refused
-/// once a close arrived, and an overflow closes the client once.
-#[test]
-fn a_reservation_queues_its_initial_frames_like_send_frame() {
+/// A hub (`config` with a replay ring of 8) that has published one event
+/// "old" on `t`, and a reservation on `t` resuming from that event, so its
+/// activation replays only what comes after.
+fn resuming_after_one_event(config: HubConfig) -> (Hub, ssehub_core::Reservation) {
     let hub = Hub::new(
         HubConfig {
-            queue_max_frames: 3,
             replay_capacity: 8,
-            ..quiet()
+            ..config
         },
         Instant::now(),
     );
@@ -459,6 +457,18 @@ fn a_reservation_queues_its_initial_frames_like_send_frame() {
                 .last_event_id(first.to_string()),
         )
         .unwrap();
+    (hub, r)
+}
+
+/// `Reservation::send_frame` is `Hub::send_frame` for the reserved client:
+/// the same checks, the frame ahead of replay and live events, refused
+/// once a close arrived, and an overflow closes the client once.
+#[test]
+fn a_reservation_queues_its_initial_frames_like_send_frame() {
+    let (hub, r) = resuming_after_one_event(HubConfig {
+        queue_max_frames: 3,
+        ..quiet()
+    });
     let stream = r.stream();
     for bad in [&b"id: 1\ndata: x\n\n"[..], b"data: no blank line\n"] {
         assert!(matches!(
@@ -530,22 +540,10 @@ fn a_reservation_queues_its_initial_frames_like_send_frame() {
 fn a_reservation_queues_the_welcome_ahead_of_its_replay() {
     use ssehub_core::codec::{welcome_frame, EncodeError};
     use std::time::Duration;
-    let hub = Hub::new(
-        HubConfig {
-            max_event_bytes: 64,
-            replay_capacity: 8,
-            ..quiet()
-        },
-        Instant::now(),
-    );
-    let first = hub.publish("t", &Event::new("old")).unwrap().id;
-    let r = hub
-        .reserve(
-            ReserveOptions::new()
-                .topic("t")
-                .last_event_id(first.to_string()),
-        )
-        .unwrap();
+    let (hub, r) = resuming_after_one_event(HubConfig {
+        max_event_bytes: 64,
+        ..quiet()
+    });
     let stream = r.stream();
     let retry = Some(Duration::from_secs(3));
     assert_eq!(

@@ -59,6 +59,7 @@ mod queue;
 mod reason;
 pub mod reconnect;
 mod replay;
+mod spare;
 #[doc(hidden)]
 pub mod sync;
 mod topics;

@@ -114,6 +114,34 @@ impl Queue {
         }
     }
 
+    /// Empties a queue nobody else holds, for reuse ([`crate::spare`], R1):
+    /// frames, waker and close reason dropped, counters zeroed. `false`
+    /// (and nothing kept) when its ring has grown past `max_ring` frames.
+    pub(crate) fn empty_for_reuse(&mut self, max_ring: usize) -> bool {
+        let state = self.state.get_mut();
+        if state.frames.capacity() > max_ring {
+            return false;
+        }
+        state.frames.clear();
+        state.bytes = 0;
+        state.closed = None;
+        state.waker = None;
+        state.stall_since = None;
+        state.blocked = 0;
+        state.high_water = 0;
+        true
+    }
+
+    /// Readies an emptied queue for a new client: its bounds, and its
+    /// clocks at `now`, as [`Queue::new`] sets them.
+    pub(crate) fn renew(&mut self, max_frames: usize, max_bytes: usize, now: u64) {
+        self.max_frames = max_frames;
+        self.max_bytes = max_bytes;
+        let state = self.state.get_mut();
+        state.last_push = now;
+        state.last_flush = now;
+    }
+
     /// Pushes a frame, respecting the bound; overflowing closes the queue
     /// with `SlowConsumer` (I7).
     pub(crate) fn push(&self, frame: Bytes, now: u64, metrics: &Metrics) -> Push {
@@ -264,6 +292,12 @@ impl fmt::Debug for ClientStream {
         f.debug_struct("ClientStream")
             .field("id", &self.id)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        crate::spare::give(&mut self.queue);
     }
 }
 

@@ -51,6 +51,11 @@ pub(crate) mod imp {
         pub fn lock(&self) -> MutexGuard<'_, T> {
             MutexGuard(Some(self.0.lock().unwrap_or_else(PoisonError::into_inner)))
         }
+
+        /// The value, through the only handle to the mutex.
+        pub fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+        }
     }
 
     impl<T> Deref for MutexGuard<'_, T> {

@@ -252,6 +252,7 @@ impl Drop for Reservation {
         if !self.done {
             self.hub.release(self.id);
         }
+        crate::spare::give(&mut self.queue);
     }
 }
 
@@ -343,11 +344,7 @@ impl Hub {
         }
         let now = self.push_time();
         // Allocated before the lock: the registry's critical section stays short.
-        let queue = Arc::new(Queue::new(
-            config.queue_max_frames,
-            config.queue_max_bytes,
-            now,
-        ));
+        let queue = crate::spare::take(config.queue_max_frames, config.queue_max_bytes, now);
         let mut reg = self.home_shard();
         if reg.shutting_down {
             return Err(ReserveError::ShuttingDown);

@@ -75,6 +75,12 @@ pub(super) struct Entry {
     pub(super) subject: Option<SharedStr>,
 }
 
+impl Drop for Entry {
+    fn drop(&mut self) {
+        crate::spare::give(&mut self.queue);
+    }
+}
+
 impl Entry {
     /// Where `topic` is (or would go) in the sorted topic set.
     pub(super) fn position(&self, topic: &str) -> Result<usize, usize> {

@@ -7,10 +7,21 @@
 //! due costs O(log B) per due bucket plus O(1) per due slot. A tick with
 //! nothing due looks at one map entry, however many clients there are.
 //!
+//! A connect and a close in the same resolution window (a client that
+//! stays a moment, or a burst of them) schedule into one bucket and empty
+//! it again. So the bucket a removal empties stays in the map, empty, until
+//! another bucket empties or it falls due: the next schedule into that
+//! window finds it instead of inserting a key, and the removal takes no key
+//! out. A bucket that does leave the map keeps its vector in a small spare
+//! list (at most [`SPARE_BUCKETS`], each of at most [`SPARE_SLOTS`] slots)
+//! for the next new bucket.
+//!
 //! Invariants:
 //! - a slot is in at most one bucket, and `pos[slot]` says exactly where;
 //! - a deadline fires no earlier than its instant (buckets round up) and at
-//!   most one resolution later.
+//!   most one resolution later;
+//! - every spare vector is empty;
+//! - at most one bucket in the map is empty, and it is `idle`.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +32,16 @@ pub(crate) struct Deadlines {
     /// For each slot index: its bucket and position in that bucket.
     pos: Vec<Option<(u64, u32)>>,
     len: usize,
+    /// Emptied bucket vectors, for the next new bucket.
+    spare: Vec<Vec<u32>>,
+    /// The one bucket left in the map empty, if any.
+    idle: Option<u64>,
 }
+
+/// Emptied bucket vectors kept for reuse.
+const SPARE_BUCKETS: usize = 4;
+/// A bucket vector with room for more slots than this is freed instead.
+const SPARE_SLOTS: usize = 64;
 
 impl Deadlines {
     pub(crate) fn new(resolution_nanos: u64) -> Self {
@@ -30,6 +50,8 @@ impl Deadlines {
             buckets: BTreeMap::new(),
             pos: Vec::new(),
             len: 0,
+            spare: Vec::new(),
+            idle: None,
         }
     }
 
@@ -46,10 +68,17 @@ impl Deadlines {
         if self.pos.len() <= index {
             self.pos.resize(index + 1, None);
         }
-        let entries = self.buckets.entry(bucket).or_default();
+        let spare = &mut self.spare;
+        let entries = self
+            .buckets
+            .entry(bucket)
+            .or_insert_with(|| spare.pop().unwrap_or_default());
         self.pos[index] = Some((bucket, entries.len() as u32));
         entries.push(slot);
         self.len += 1;
+        if self.idle == Some(bucket) {
+            self.idle = None;
+        }
     }
 
     /// Removes `slot`'s deadline, if any.
@@ -69,7 +98,12 @@ impl Deadlines {
             }
         }
         if entries.is_empty() {
-            self.buckets.remove(&bucket);
+            // This bucket becomes the idle one; an older idle one leaves.
+            if let Some(older) = self.idle.replace(bucket) {
+                if let Some(emptied) = self.buckets.remove(&older) {
+                    self.keep(emptied);
+                }
+            }
         }
     }
 
@@ -80,6 +114,9 @@ impl Deadlines {
             if *entry.key() > limit {
                 break;
             }
+            if self.idle == Some(*entry.key()) {
+                self.idle = None;
+            }
             let slots = entry.remove();
             for &slot in &slots {
                 if let Some(p) = self.pos.get_mut(slot as usize) {
@@ -87,15 +124,25 @@ impl Deadlines {
                 }
             }
             self.len -= slots.len();
-            out.extend(slots);
+            out.extend_from_slice(&slots);
+            self.keep(slots);
+        }
+    }
+
+    /// Keeps an emptied bucket vector for reuse, if there is room.
+    fn keep(&mut self, mut slots: Vec<u32>) {
+        if self.spare.len() < SPARE_BUCKETS && slots.capacity() <= SPARE_SLOTS {
+            slots.clear();
+            self.spare.push(slots);
         }
     }
 
     /// The earliest scheduled instant (clock nanos).
     pub(crate) fn next(&self) -> Option<u64> {
+        // At most one key to skip: the idle bucket.
         self.buckets
             .keys()
-            .next()
+            .find(|&&b| Some(b) != self.idle)
             .map(|b| b.saturating_mul(self.resolution))
     }
 
@@ -150,5 +197,63 @@ mod tests {
         assert_eq!(out, [1, 2, 3, 4, 6, 7, 8]);
         assert_eq!(d.len(), 0);
         assert_eq!(d.next(), None);
+    }
+
+    #[test]
+    fn an_emptied_bucket_stays_for_the_next_schedule_and_only_one_does() {
+        let mut d = Deadlines::new(1);
+        for _ in 0..3 {
+            d.schedule(7, 100);
+            d.remove(7);
+            assert_eq!(d.buckets.len(), 1, "the emptied bucket stays");
+            assert_eq!(d.idle, Some(100));
+            assert_eq!(d.next(), None, "an empty bucket is no deadline");
+            assert!(d.spare.is_empty(), "no vector left the map");
+        }
+        d.schedule(7, 100);
+        assert_eq!(d.idle, None, "the idle bucket is in use again");
+        assert_eq!(d.next(), Some(100));
+        d.schedule(8, 50);
+        d.remove(8);
+        assert_eq!(d.idle, Some(50));
+        assert_eq!(d.next(), Some(100), "the idle bucket before it is skipped");
+        d.remove(7);
+        assert_eq!(
+            d.idle,
+            Some(100),
+            "the newer emptied bucket is the idle one"
+        );
+        assert_eq!(d.buckets.len(), 1, "the older one left the map");
+        assert_eq!(d.spare.len(), 1, "and kept its vector");
+        let mut out = Vec::new();
+        d.pop_due(1_000, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(
+            (d.idle, d.buckets.len()),
+            (None, 0),
+            "an idle bucket falls due too"
+        );
+    }
+
+    #[test]
+    fn spare_vectors_are_bounded_empty_and_reused() {
+        let mut d = Deadlines::new(1);
+        for slot in 0..10 {
+            d.schedule(slot, u64::from(slot));
+        }
+        let mut out = Vec::new();
+        d.pop_due(100, &mut out);
+        out.sort_unstable();
+        assert_eq!(out, (0..10).collect::<Vec<_>>());
+        assert_eq!(d.spare.len(), SPARE_BUCKETS);
+        assert!(d.spare.iter().all(Vec::is_empty));
+        // A reused vector starts empty: each slot is alone in its bucket.
+        d.schedule(3, 500);
+        d.schedule(4, 501);
+        assert_eq!(d.spare.len(), SPARE_BUCKETS - 2);
+        out.clear();
+        d.pop_due(500, &mut out);
+        assert_eq!(out, [3]);
+        assert_eq!(d.len(), 1);
     }
 }

@@ -306,47 +306,79 @@ fn split_lines(s: &str) -> impl Iterator<Item = &str> {
 
 /// Writes `retry: <whole ms>\n`.
 fn put_retry(buf: &mut BytesMut, retry: Duration) {
-    buf.put_slice(b"retry: ");
-    put_decimal_u128(buf, retry.as_millis());
-    buf.put_u8(b'\n');
+    // `retry: `, `u128::MAX`'s 39 digits, LF.
+    let mut line = Backwards::<47>::new();
+    line.put(b"\n");
+    line.decimal_u128(retry.as_millis());
+    line.put(b"retry: ");
+    buf.put_slice(line.as_slice());
 }
 
 /// Writes `n` in decimal.
 pub(crate) fn put_decimal(buf: &mut BytesMut, n: u64) {
-    put_decimal_u128(buf, u128::from(n));
+    let mut digits = Backwards::<20>::new();
+    digits.decimal(n);
+    buf.put_slice(digits.as_slice());
 }
 
-/// Writes `n` in decimal, from a stack buffer; values that fit a `u64`
-/// (every real `retry:` hint) divide as `u64`, which is several times
-/// cheaper than `u128` division.
-fn put_decimal_u128(buf: &mut BytesMut, n: u128) {
-    // `u128::MAX` has 39 digits.
-    let mut digits = [0u8; 39];
-    let mut at = digits.len();
-    let mut push = |digit: u8| {
-        at -= 1;
-        digits[at] = b'0' + digit;
-    };
-    match u64::try_from(n) {
-        Ok(mut small) => loop {
-            push((small % 10) as u8);
-            small /= 10;
-            if small == 0 {
+/// A short run of bytes built on the stack from its end to its start, as
+/// decimal digits come (lowest first), then copied into a frame in one
+/// piece rather than a few bytes at a time.
+///
+/// # Panics
+///
+/// If more than `N` bytes are put: every caller's `N` is the longest run
+/// its parts can make.
+pub(crate) struct Backwards<const N: usize> {
+    buf: [u8; N],
+    start: usize,
+}
+
+impl<const N: usize> Backwards<N> {
+    /// Nothing yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: [0; N],
+            start: N,
+        }
+    }
+
+    /// Puts `bytes` before what is there.
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        let start = self.start - bytes.len();
+        self.buf[start..self.start].copy_from_slice(bytes);
+        self.start = start;
+    }
+
+    /// Puts `n` in decimal (at most 20 digits) before what is there.
+    pub(crate) fn decimal(&mut self, mut n: u64) {
+        loop {
+            self.start -= 1;
+            self.buf[self.start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
                 break;
-            }
-        },
-        Err(_) => {
-            let mut big = n;
-            loop {
-                push((big % 10) as u8);
-                big /= 10;
-                if big == 0 {
-                    break;
-                }
             }
         }
     }
-    buf.put_slice(&digits[at..]);
+
+    /// Puts `n` in decimal (at most 39 digits) before what is there; a
+    /// value that fits a `u64` (every real one) divides as `u64`, several
+    /// times cheaper than `u128` division.
+    fn decimal_u128(&mut self, mut n: u128) {
+        while u64::try_from(n).is_err() {
+            self.start -= 1;
+            self.buf[self.start] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        // What is left fits a `u64` now.
+        self.decimal(u64::try_from(n).unwrap_or(0));
+    }
+
+    /// What was put, in order.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
 }
 
 /// The frame that opens a stream and tells browser code its client id,
@@ -387,20 +419,29 @@ pub fn welcome_frame(
     if has_line_break(event) {
         return Err(EncodeError::EventNameHasLineBreak);
     }
-    const HEAD: &[u8] = b"data: {\"clientId\":\"";
+    // The event line's end and the data line's start, in one piece.
+    const HEAD: &[u8] = b"\ndata: {\"clientId\":\"";
     const TAIL: &[u8] = b"\"}\n\n";
-    // `retry: ` + 39 digits + LF; `event: ` + name + LF; the id's two
-    // numbers (10 + 20 digits) and its dot.
-    let mut buf = BytesMut::with_capacity(47 + 8 + event.len() + HEAD.len() + 31 + TAIL.len());
+    // The id's two numbers (10 + 20 digits), its dot and the tail.
+    let mut id_tail = Backwards::<{ 10 + 1 + 20 + TAIL.len() }>::new();
+    id_tail.put(TAIL);
+    id_tail.decimal(id.generation().get());
+    id_tail.put(b".");
+    id_tail.decimal(u64::from(id.index()));
+    // `retry: ` + 39 digits + LF; `event: ` + name; the head; the id.
+    let mut buf = BytesMut::with_capacity(47 + 7 + event.len() + HEAD.len() + 35);
     if let Some(retry) = retry {
         put_retry(&mut buf, retry);
     }
-    put_field(&mut buf, b"event", event.as_bytes());
+    // As `put_field` writes it: no `: ` before an empty value.
+    buf.put_slice(if event.is_empty() {
+        b"event"
+    } else {
+        b"event: "
+    });
+    buf.put_slice(event.as_bytes());
     buf.put_slice(HEAD);
-    put_decimal(&mut buf, u64::from(id.index()));
-    buf.put_u8(b'.');
-    put_decimal(&mut buf, id.generation().get());
-    buf.put_slice(TAIL);
+    buf.put_slice(id_tail.as_slice());
     Ok(buf.freeze())
 }
 
@@ -410,6 +451,24 @@ mod tests {
 
     fn enc(e: &Event) -> String {
         String::from_utf8(e.to_bytes().unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn retry_and_decimals_are_written_whole_at_both_ends_of_their_range() {
+        for (ms, retry) in [
+            (0u128, Duration::ZERO),
+            (3_000, Duration::from_secs(3)),
+            (u128::from(u64::MAX), Duration::from_millis(u64::MAX)),
+            (Duration::MAX.as_millis(), Duration::MAX),
+        ] {
+            let frame = Event::empty().with_retry(retry).to_bytes().unwrap();
+            assert_eq!(&frame[..], format!("retry: {ms}\n\n").as_bytes());
+        }
+        for n in [0, 9, 10, 1234567890, u64::MAX] {
+            let mut buf = BytesMut::new();
+            put_decimal(&mut buf, n);
+            assert_eq!(&buf[..], n.to_string().as_bytes());
+        }
     }
 
     #[test]

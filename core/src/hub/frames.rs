@@ -3,7 +3,7 @@
 //! pre-encoded direct frame cannot disturb the hub-wide order.
 
 use super::Hub;
-use crate::codec::encode::put_decimal;
+use crate::codec::encode::{put_decimal, Backwards};
 use crate::codec::{comment_frame, Event};
 use crate::ClientId;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -13,12 +13,14 @@ pub(super) const ID_FIELD_MAX: usize = 4 + 20 + 1 + 20 + 1;
 
 impl Hub {
     pub(super) fn frame_with_id(&self, seq: u64, body: &[u8]) -> Bytes {
+        let mut line = Backwards::<ID_FIELD_MAX>::new();
+        line.put(b"\n");
+        line.decimal(seq);
+        line.put(b"-");
+        line.decimal(self.epoch());
+        line.put(b"id: ");
         let mut buf = BytesMut::with_capacity(body.len() + ID_FIELD_MAX);
-        buf.put_slice(b"id: ");
-        put_decimal(&mut buf, self.epoch());
-        buf.put_u8(b'-');
-        put_decimal(&mut buf, seq);
-        buf.put_u8(b'\n');
+        buf.put_slice(line.as_slice());
         buf.put_slice(body);
         buf.freeze()
     }

@@ -377,7 +377,7 @@ impl Hub {
             peer,
             names,
             joined: found,
-            last_event_id: opts.last_event_id,
+            last_event_id: opts.last_event_id.map(String::into_boxed_str),
             created: 0,
             subject: opts.subject.map(crate::presence_feed::bounded_subject),
         });
@@ -426,7 +426,7 @@ impl Hub {
                 (prefetched, 0)
             } else {
                 let budget = Budget {
-                    spent: entry.created,
+                    spent: entry.created as usize,
                     peer: entry.peer.as_ref(),
                 };
                 match self.topics_for(&entry.names, budget) {
@@ -441,7 +441,7 @@ impl Hub {
                 // or create it again (S2).
                 continue;
             }
-            entry.created += created;
+            entry.add_created(created);
             entry.state = SlotState::Active;
             let next = self.next_check(&entry.queue, now);
             reg.active += 1;

@@ -68,7 +68,7 @@ impl Hub {
             let name = SharedStr::from(topic);
             let topic = loop {
                 let budget = Budget {
-                    spent: entry.created,
+                    spent: entry.created as usize,
                     peer: entry.peer.as_ref(),
                 };
                 let (mut found, created) = self
@@ -86,7 +86,7 @@ impl Hub {
                     // this lock: find or create it again (S2).
                     continue;
                 }
-                entry.created += created;
+                entry.add_created(created);
                 state.subscribe(id, Arc::clone(&entry.queue));
                 self.presence_change(&topic.name, &mut state, id, entry.subject.as_ref(), true);
                 drop(state);
